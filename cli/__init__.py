@@ -1,0 +1,1 @@
+"""The ``isobench`` command line."""

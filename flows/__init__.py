@@ -1,0 +1,1 @@
+"""Prefect flows: the three-way flow per task, the sweep, retry-failed and scheduled reruns."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of isobench's schema, one history for SQLite and PostgreSQL."""

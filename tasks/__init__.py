@@ -1,0 +1,1 @@
+"""Pipeline steps, one module each; plain functions here, Prefect wrappers beside them."""
