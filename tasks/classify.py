@@ -29,6 +29,7 @@ PATCH_FATAL = _rx(
     r"can't find file to patch",
     r"No file to patch",
     r"error: corrupt patch",
+    r"^error: .*: patch does not apply",
     r"patch: \*\*\*\* (?:malformed|Only garbage)",
     r"^PATCH_FAILED\b",
 )
@@ -46,7 +47,7 @@ INFRA = _rx(
     r"manifest unknown",
     r"pull access denied",
     r"Cannot connect to the Docker daemon",
-    r"No space left on device",
+    r"[Nn]o space left on device",
     r"[Aa]ddress already in use",
     r"FilesystemExecutionError",
     r"^INFRA_ERROR\b",

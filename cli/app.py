@@ -1,0 +1,316 @@
+"""``isobench``: load tasks and patches, import and export results, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from isobench import __version__
+from isobench.intake import load as intake
+from isobench.intake.task_list import InputError
+from isobench.models.outcomes import Outcome
+from isobench.models.settings import Settings
+from isobench.report import summary as report_summary
+from isobench.report.export import export_runs
+from isobench.store import migrate, repository
+from isobench.store.engine import session_scope
+from isobench.store.repository import ConflictError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Create, upgrade and inspect the schema.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Load and list tasks.")
+patches_app = typer.Typer(no_args_is_help=True, help="Load agent patches.")
+app.add_typer(db_app, name="db")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(patches_app, name="patches")
+
+# Piped output is read by scripts and diffed in CI: give tables room instead of wrapping.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+
+class Format:
+    choices = ("table", "markdown", "json", "csv")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.find_root().obj
+
+
+def _ready_url(ctx: typer.Context) -> str:
+    """The database URL, after checking the schema is current (a clear error, not a trace)."""
+    url = _settings(ctx).database_url
+    if not migrate.is_up_to_date(url):
+        err.print(
+            f"[red]The database at {url} is not at the current schema: run 'isobench db upgrade'."
+        )
+        raise typer.Exit(3)
+    return url
+
+
+def _fail_input(exc: InputError | ConflictError) -> None:
+    errors = exc.errors if isinstance(exc, InputError) else [exc]
+    err.print(f"[red]Nothing was written: {len(errors)} problem(s) in the input.")
+    for item in errors:
+        err.print(f"  {item}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Overrides ISOBENCH_DATABASE_URL (default: SQLite in the working directory).",
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"isobench {__version__}")
+        raise typer.Exit()
+    overrides = {"database_url": database_url} if database_url else {}
+    ctx.obj = Settings(**overrides)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = "head") -> None:
+    """Create the schema or upgrade it to REVISION."""
+    url = _settings(ctx).database_url
+    migrate.upgrade(url, revision)
+    out.print(f"database at revision {migrate.current_revision(url)} ({url})")
+
+
+@db_app.command("downgrade")
+def db_downgrade(ctx: typer.Context, revision: str = "base") -> None:
+    """Downgrade the schema to REVISION (base drops every table)."""
+    url = _settings(ctx).database_url
+    migrate.downgrade(url, revision)
+    out.print(f"database at revision {migrate.current_revision(url)} ({url})")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the schema revision and whether it is the newest."""
+    url = _settings(ctx).database_url
+    current, head = migrate.current_revision(url), migrate.head_revision(url)
+    out.print(
+        f"current: {current}  head: {head}  {'up to date' if current == head else 'UPGRADE NEEDED'}"
+    )
+
+
+@tasks_app.command("load")
+def tasks_load(ctx: typer.Context, file: Path) -> None:
+    """Load a task list (.json, .jsonl or .csv); all rows or none."""
+    url = _ready_url(ctx)
+    try:
+        with session_scope(url) as session:
+            tasks, counts = intake.load_tasks(session=session, path=file)
+    except (InputError, ConflictError) as exc:
+        _fail_input(exc)
+    cannot = [t for t in tasks if not t.runnable]
+    out.print(
+        f"{len(tasks)} tasks from {file}: {counts.created} new, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged; {len(cannot)} cannot run as given"
+    )
+    for task in cannot:
+        out.print(f"  {task.task_id}: {'; '.join(task.problems)}", markup=False, highlight=False)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    ctx: typer.Context,
+    problems: Annotated[bool, typer.Option(help="Only tasks that cannot run, with why.")] = False,
+) -> None:
+    """List loaded tasks."""
+    url = _ready_url(ctx)
+    with session_scope(url) as session:
+        tasks = repository.list_tasks(session=session)
+    table = Table("task", "model", "kind", "gpus", "runnable", "problems / warnings")
+    for t in tasks:
+        if problems and t.runnable:
+            continue
+        kind = t.benchmark.kind.value if t.benchmark.kind else "-"
+        notes = "; ".join(t.problems + t.warnings)
+        table.add_row(
+            t.task_id, t.model or "-", kind, str(t.gpus), "yes" if t.runnable else "no", notes
+        )
+    out.print(table)
+
+
+@patches_app.command("load")
+def patches_load(
+    ctx: typer.Context,
+    source: Annotated[
+        Path, typer.Argument(help="A directory of .patch/.diff files, or a .jsonl file.")
+    ],
+    agent: Annotated[
+        str | None, typer.Option(help="Agent name (required for a directory).")
+    ] = None,
+) -> None:
+    """Load agent patches; rejected patches are recorded with their reason."""
+    settings = _settings(ctx)
+    url = _ready_url(ctx)
+    try:
+        with session_scope(url) as session:
+            result = intake.load_patches(
+                session=session, source=source, agent=agent, max_bytes=settings.max_patch_bytes
+            )
+    except (InputError, ConflictError) as exc:
+        _fail_input(exc)
+    out.print(
+        f"{len(result.patches)} patches: {result.created} new, {result.already} already loaded"
+    )
+    for item in result.patches:
+        p = item.patch
+        if p.status.value != "ok" or p.flags:
+            detail = p.reason if p.status.value != "ok" else ", ".join(p.flags)
+            out.print(
+                f"  {p.agent}/{p.task_id}: {p.status.value}: {detail} ({item.where})", markup=False
+            )
+
+
+@app.command("import-results")
+def import_results(
+    ctx: typer.Context,
+    directory: Path,
+    agent: Annotated[str, typer.Option(help="The agent whose results these are.")],
+    keep_going: Annotated[
+        bool, typer.Option(help="Import the good files even if some are bad.")
+    ] = False,
+) -> None:
+    """Import result files of the source benchmark, classified by what their logs show."""
+    settings = _settings(ctx)
+    url = _ready_url(ctx)
+    try:
+        with session_scope(url) as session:
+            result = intake.import_results(
+                session=session,
+                root=directory,
+                agent=agent,
+                log_limit=settings.log_tail_bytes,
+                keep_going=keep_going,
+            )
+    except (InputError, ConflictError) as exc:
+        _fail_input(exc)
+    out.print(
+        f"{result.files} result files: {result.imported} imported, "
+        f"{result.already} already imported, {len(result.rejected)} rejected; "
+        f"tasks created from records: {len(result.tasks_created)}"
+    )
+    for outcome, count in sorted(result.outcomes.items()):
+        out.print(f"  {outcome}: {count}")
+    for item in result.rejected:
+        err.print(f"  rejected: {item}", markup=False)
+    if result.skipped_files:
+        out.print(f"  {len(result.skipped_files)} other JSON files ignored (not *_result.json)")
+
+
+@app.command("export-results")
+def export_results(
+    ctx: typer.Context,
+    directory: Path,
+    agent: Annotated[
+        str | None, typer.Option(help="Only this agent, written flat into DIRECTORY.")
+    ] = None,
+) -> None:
+    """Write the latest results in the source schema, with the full latency metrics."""
+    url = _ready_url(ctx)
+    with session_scope(url) as session:
+        runs = repository.latest_runs(session=session, agent=agent)
+        written = export_runs(runs, directory, flat=agent is not None)
+    out.print(f"{len(written)} result files written to {directory}")
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, json or csv")] = "table",
+    agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
+) -> None:
+    """Per agent: total, successful, error, timeout, success rate and the outcome breakdown."""
+    if fmt not in Format.choices:
+        err.print(f"[red]--format must be one of {', '.join(Format.choices)}")
+        raise typer.Exit(2)
+    url = _ready_url(ctx)
+    with session_scope(url) as session:
+        rows = [
+            (r.agent.name if r.agent else None, r.outcome)
+            for r in repository.latest_runs(session=session, agent=agent)
+        ]
+    summaries = report_summary.summarize(rows)
+    if fmt == "markdown":
+        sys.stdout.write(report_summary.to_markdown(summaries))
+    elif fmt == "json":
+        sys.stdout.write(report_summary.to_json(summaries))
+    elif fmt == "csv":
+        sys.stdout.write(report_summary.to_csv(summaries))
+    else:
+        cols, body = report_summary.table_rows(summaries)
+        table = Table(*cols, title="Results per agent (latest attempt per task, arm and config)")
+        for row in body:
+            table.add_row(*row)
+        out.print(table)
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="Only this outcome.")] = None,
+) -> None:
+    """The latest attempts with their outcome, cause, flags and reason."""
+    if outcome is not None and outcome not in {o.value for o in Outcome}:
+        err.print(f"[red]--outcome must be one of {', '.join(o.value for o in Outcome)}")
+        raise typer.Exit(2)
+    url = _ready_url(ctx)
+    table = Table("task", "arm", "agent", "outcome", "cause", "flags", "reason")
+    with session_scope(url) as session:
+        for r in repository.latest_runs(session=session, agent=agent):
+            if outcome and r.outcome != outcome:
+                continue
+            table.add_row(
+                r.task_id,
+                r.arm,
+                r.agent.name if r.agent else "-",
+                r.outcome,
+                r.cause or "-",
+                ", ".join(r.flags),
+                r.reason[:120],
+            )
+    out.print(table)
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_AGENT = "example-agent"
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    examples: Annotated[Path, typer.Option(help="The bundled example folder.")] = EXAMPLES_DIR,
+) -> None:
+    """Load the bundled example (tasks, patches, result files) and print the report.
+
+    Runs on the embedded default: an SQLite file in the working directory.
+    """
+    if not (examples / "tasks.jsonl").is_file():
+        err.print(f"[red]No example at {examples} (expected tasks.jsonl, patches/, results/).")
+        raise typer.Exit(2)
+    ctx.invoke(db_upgrade, ctx=ctx)
+    ctx.invoke(tasks_load, ctx=ctx, file=examples / "tasks.jsonl")
+    ctx.invoke(patches_load, ctx=ctx, source=examples / "patches", agent=EXAMPLE_AGENT)
+    ctx.invoke(import_results, ctx=ctx, directory=examples / "results", agent=EXAMPLE_AGENT)
+    ctx.invoke(report, ctx=ctx, fmt="table", agent=None)
+    ctx.invoke(runs, ctx=ctx, agent=None, outcome=None)
+
+
+def main() -> None:
+    app()
