@@ -223,7 +223,9 @@ def task_from_row(row: dict[str, Any]) -> Task:
     human = _pick(row, "human_commit")
     command = _pick(row, "command")
     args = _command_args(command) if isinstance(command, str) else []
-    gpus = _pick(row, "gpus") or _tensor_parallel(args) or row.get("tensor_parallel_in_command")
+    gpus = _pick(row, "gpus")
+    if gpus is None:
+        gpus = _tensor_parallel(args) or row.get("tensor_parallel_in_command") or 1
     known = {key for keys in _ALIASES.values() for key in keys}
     fields: dict[str, Any] = {
         "task_id": _pick(row, "task_id") or (human[:8] if isinstance(human, str) else None),
@@ -235,7 +237,7 @@ def task_from_row(row: dict[str, Any]) -> Task:
             command=command,
             mode_as_given=_pick(row, "mode"),
         ),
-        "gpus": int(gpus) if gpus not in (None, "") else 1,
+        "gpus": gpus,
         "notes": _pick(row, "notes") or "",
         "aliases": _aliases(row),
         "extra": {k: v for k, v in row.items() if k not in known},

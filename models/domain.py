@@ -20,7 +20,7 @@ from isobench.models.outcomes import OutcomeRecord
 VLLM_REPO_URL = "https://github.com/vllm-project/vllm"
 
 FullSha = Annotated[
-    str, StringConstraints(pattern=r"^[0-9a-f]{40}$", strip_whitespace=True, to_lower=True)
+    str, StringConstraints(pattern=r"^[0-9a-fA-F]{40}$", strip_whitespace=True, to_lower=True)
 ]
 """A full 40-hex git commit id (short ids are ambiguous over a long history)."""
 

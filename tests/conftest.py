@@ -1,0 +1,77 @@
+"""Shared fixtures: throw-away databases on SQLite and on the real PostgreSQL server.
+
+PostgreSQL is at 127.0.0.1:5432 with trust auth on every machine of this project. Under
+``CI=true`` a test that needs it fails when it is unreachable; elsewhere it is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from isobench.store import migrate
+from isobench.store.engine import get_engine
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLES = REPO / "examples"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ISOBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_or_fail() -> None:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5):
+            return
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    _postgres_or_fail()
+    name = f"isobench_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'isobench.db'}"
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database of each kind (no schema)."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """A database of each kind, migrated to the newest schema."""
+    migrate.upgrade(empty_db_url)
+    return empty_db_url
