@@ -30,8 +30,8 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(patches_app, name="patches")
 
 # Piped output is read by scripts and diffed in CI: give tables room instead of wrapping.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Format:

@@ -76,8 +76,9 @@ _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _PATCH_ALIAS = re.compile(r"(vllm_core-\d+)")
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Rows of a JSON, JSONL or CSV file with their 1-based row numbers."""
+def read_rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[RowError]]:
+    """Rows of a JSON, JSONL or CSV file with their 1-based row numbers, and the rows that
+    could not be read (a file that cannot be read at all raises)."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -86,10 +87,11 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
-        return [
+        rows = [
             (i, {k: (v if v != "" else None) for k, v in row.items() if k is not None})
             for i, row in enumerate(reader, start=1)
         ]
+        return rows, []
     if suffix in (".jsonl", ".ndjson"):
         rows: list[tuple[int, dict[str, Any]]] = []
         errors: list[RowError] = []
@@ -105,9 +107,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 errors.append(RowError(name, lineno, None, "expected a JSON object"))
                 continue
             rows.append((lineno, value))
-        if errors:
-            raise InputError(errors)
-        return rows
+        return rows, errors
     if suffix == ".json":
         try:
             value = json.loads(text)
@@ -121,7 +121,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise InputError(
                 [RowError(name, None, None, "expected a list of objects or {'tasks': [...]}")]
             )
-        return list(enumerate(value, start=1))
+        return list(enumerate(value, start=1)), []
     raise InputError(
         [RowError(name, None, None, f"unknown format {suffix!r}: use .json, .jsonl or .csv")]
     )
@@ -244,7 +244,8 @@ def task_from_row(row: dict[str, Any]) -> Task:
     }
     if _pick(row, "repo_url"):
         fields["repo_url"] = _pick(row, "repo_url")
-    task = Task(**fields)
+    # Leave absent required values out, so the error says "Field required".
+    task = Task(**{k: v for k, v in fields.items() if v is not None})
     problems, warnings = assess(task)
     return task.model_copy(update={"problems": problems, "warnings": warnings})
 
@@ -253,10 +254,10 @@ def load_task_file(path: Path) -> list[Task]:
     """All tasks of a file, or an InputError listing every bad row."""
     name = str(path)
     tasks: list[Task] = []
-    errors: list[RowError] = []
+    rows, errors = read_rows(path)
     seen_ids: dict[str, int] = {}
     seen_commits: dict[str, int] = {}
-    for rowno, row in read_rows(path):
+    for rowno, row in rows:
         try:
             task = task_from_row(row)
         except ValidationError as exc:
@@ -276,7 +277,7 @@ def load_task_file(path: Path) -> list[Task]:
             seen[key] = rowno
         tasks.append(task)
     if errors:
-        raise InputError(errors)
+        raise InputError(sorted(errors, key=lambda e: e.row or 0))
     if not tasks:
         raise InputError([RowError(name, None, None, "no tasks in file")])
     return tasks
