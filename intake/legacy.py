@@ -183,14 +183,7 @@ def _status_disagrees(record: LegacyResult, outcome: Outcome) -> bool:
     return outcome is Outcome.SUCCESS
 
 
-def bounded_tail(text: str, limit: int) -> str:
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    return data[-limit:].decode("utf-8", "ignore")
-
-
-def to_run(parsed: ParsedFile, *, task: Task, agent: str, log_limit: int) -> RunRecord:
+def to_run(parsed: ParsedFile, *, task: Task, agent: str) -> RunRecord:
     """The run record for one result file."""
     record = parsed.record
     found = classify_log(record.raw_output)
@@ -234,7 +227,7 @@ def to_run(parsed: ParsedFile, *, task: Task, agent: str, log_limit: int) -> Run
         model=record.model,
         client=command.split(" --", 1)[0] or None,
         flags=sorted(set(flags)),
-        logs={LOG_STREAM: bounded_tail(record.raw_output, log_limit)},
+        logs={LOG_STREAM: record.raw_output},
     )
 
 

@@ -107,7 +107,7 @@ def import_results(
     repository.upsert_tasks(session=session, tasks=new_tasks)
     agent_row = repository.ensure_agent(session=session, name=agent)
     for item, task in sorted(parsed, key=lambda p: p[0].record.timestamp):
-        run = legacy.to_run(item, task=task, agent=agent, log_limit=log_limit)
+        run = legacy.to_run(item, task=task, agent=agent)
         if repository.run_exists(session=session, dedup_key=run.dedup_key):
             summary.already += 1
             continue
@@ -118,7 +118,11 @@ def import_results(
             agent_id=agent_row.id if run.agent else None,
             config_hash=run.config_hash,
         )
-        repository.add_run(session=session, record=run.model_copy(update={"attempt": prior + 1}))
+        repository.add_run(
+            session=session,
+            record=run.model_copy(update={"attempt": prior + 1}),
+            log_tail_bytes=log_limit,
+        )
         summary.imported += 1
         key = run.outcome.outcome.value
         summary.outcomes[key] = summary.outcomes.get(key, 0) + 1

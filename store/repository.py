@@ -164,7 +164,16 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def add_run(*, session: Session, record: RunRecord) -> tuple[RunRow, bool]:
+def log_tail(stream: str, text: str, limit: int) -> RunLogRow:
+    """The last ``limit`` bytes of a log (where a failure shows), with its original size."""
+    data = text.encode("utf-8")
+    kept = data[-limit:].decode("utf-8", "ignore") if len(data) > limit else text
+    return RunLogRow(
+        stream=stream, text=kept, original_bytes=len(data), truncated=len(data) > limit
+    )
+
+
+def add_run(*, session: Session, record: RunRecord, log_tail_bytes: int) -> tuple[RunRow, bool]:
     """Store one attempt with its metrics and log tails, unless its dedup key is stored."""
     row = session.scalar(select(RunRow).where(RunRow.dedup_key == record.dedup_key))
     if row is not None:
@@ -211,10 +220,7 @@ def add_run(*, session: Session, record: RunRecord) -> tuple[RunRow, bool]:
         row.metrics = MetricsRow(
             **record.metrics.model_dump(exclude={"extras"}), extras=record.metrics.extras
         )
-    row.logs = [
-        RunLogRow(stream=stream, text=text, original_bytes=len(text.encode()), truncated=False)
-        for stream, text in record.logs.items()
-    ]
+    row.logs = [log_tail(stream, text, log_tail_bytes) for stream, text in record.logs.items()]
     session.add(row)
     session.flush()
     return row, True

@@ -172,11 +172,28 @@ def test_patch_jsonl_rows(db_url: str, tmp_path: Path) -> None:
     assert _count(db_url, PatchRow) == 2
 
 
-def _import(url: str, root: Path, agent: str = "codex_gpt5", **kw: bool) -> intake.ImportSummary:
+def _import(
+    url: str, root: Path, agent: str = "codex_gpt5", log_limit: int = LOG_LIMIT, **kw: bool
+) -> intake.ImportSummary:
     with session_scope(url) as session:
         return intake.import_results(
-            session=session, root=root, agent=agent, log_limit=LOG_LIMIT, **kw
+            session=session, root=root, agent=agent, log_limit=log_limit, **kw
         )
+
+
+def test_long_logs_keep_their_tail_and_say_so(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "res"
+    root.mkdir()
+    shutil.copy(FIXTURES / "iso-logs" / "codex_gpt5__89a84b0b_agent_result.json", root)
+    raw = json.loads((root / "codex_gpt5__89a84b0b_agent_result.json").read_text())["raw_output"]
+    _import(db_url, root, log_limit=1024)
+    with session_scope(db_url) as session:
+        (log,) = session.scalars(select(RunLogRow)).all()
+        run = session.scalars(select(RunRow)).one()
+    assert log.truncated and log.original_bytes == len(raw.encode())
+    assert len(log.text.encode()) <= 1024 and raw.endswith(log.text)
+    # The outcome was read from the whole log, not the tail.
+    assert (run.outcome, run.cause) == ("server_crashed", "import_error")
 
 
 def test_import_real_records_is_idempotent_and_keeps_evidence(db_url: str, tmp_path: Path) -> None:
