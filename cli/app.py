@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from isobench import __version__
 from isobench.intake import load as intake
-from isobench.intake.task_list import InputError
+from isobench.intake.rows import InputError
 from isobench.models.outcomes import Outcome
 from isobench.models.settings import Settings
 from isobench.report import summary as report_summary
@@ -34,8 +37,14 @@ out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=not sys.stdo
 err = Console(stderr=True, soft_wrap=True)
 
 
-class Format:
-    choices = ("table", "markdown", "json", "csv")
+class ReportFormat(StrEnum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    JSON = "json"
+    CSV = "csv"
+
+
+T = TypeVar("T")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -53,12 +62,22 @@ def _ready_url(ctx: typer.Context) -> str:
     return url
 
 
-def _fail_input(exc: InputError | ConflictError) -> None:
+def _fail_input(exc: InputError | ConflictError) -> NoReturn:
     errors = exc.errors if isinstance(exc, InputError) else [exc]
     err.print(f"[red]Nothing was written: {len(errors)} problem(s) in the input.")
     for item in errors:
         err.print(f"  {item}", markup=False, highlight=False)
     raise typer.Exit(2)
+
+
+def _write(ctx: typer.Context, work: Callable[[Session], T]) -> T:
+    """Run ``work`` as one transaction; bad input exits 2 with every error listed."""
+    url = _ready_url(ctx)
+    try:
+        with session_scope(url) as session:
+            return work(session)
+    except (InputError, ConflictError) as exc:
+        _fail_input(exc)
 
 
 @app.callback()
@@ -109,12 +128,7 @@ def db_current(ctx: typer.Context) -> None:
 @tasks_app.command("load")
 def tasks_load(ctx: typer.Context, file: Path) -> None:
     """Load a task list (.json, .jsonl or .csv); all rows or none."""
-    url = _ready_url(ctx)
-    try:
-        with session_scope(url) as session:
-            tasks, counts = intake.load_tasks(session=session, path=file)
-    except (InputError, ConflictError) as exc:
-        _fail_input(exc)
+    tasks, counts = _write(ctx, lambda session: intake.load_tasks(session=session, path=file))
     cannot = [t for t in tasks if not t.runnable]
     out.print(
         f"{len(tasks)} tasks from {file}: {counts.created} new, {counts.updated} updated, "
@@ -156,15 +170,13 @@ def patches_load(
     ] = None,
 ) -> None:
     """Load agent patches; rejected patches are recorded with their reason."""
-    settings = _settings(ctx)
-    url = _ready_url(ctx)
-    try:
-        with session_scope(url) as session:
-            result = intake.load_patches(
-                session=session, source=source, agent=agent, max_bytes=settings.max_patch_bytes
-            )
-    except (InputError, ConflictError) as exc:
-        _fail_input(exc)
+    limit = _settings(ctx).max_patch_bytes
+    result = _write(
+        ctx,
+        lambda session: intake.load_patches(
+            session=session, source=source, agent=agent, max_bytes=limit
+        ),
+    )
     out.print(
         f"{len(result.patches)} patches: {result.created} new, {result.already} already loaded"
     )
@@ -187,19 +199,13 @@ def import_results(
     ] = False,
 ) -> None:
     """Import result files of the source benchmark, classified by what their logs show."""
-    settings = _settings(ctx)
-    url = _ready_url(ctx)
-    try:
-        with session_scope(url) as session:
-            result = intake.import_results(
-                session=session,
-                root=directory,
-                agent=agent,
-                log_limit=settings.log_tail_bytes,
-                keep_going=keep_going,
-            )
-    except (InputError, ConflictError) as exc:
-        _fail_input(exc)
+    limit = _settings(ctx).log_tail_bytes
+    result = _write(
+        ctx,
+        lambda session: intake.import_results(
+            session=session, root=directory, agent=agent, log_limit=limit, keep_going=keep_going
+        ),
+    )
     out.print(
         f"{result.files} result files: {result.imported} imported, "
         f"{result.already} already imported, {len(result.rejected)} rejected; "
@@ -232,13 +238,10 @@ def export_results(
 @app.command("report")
 def report(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="table, markdown, json or csv")] = "table",
+    fmt: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.TABLE,
     agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
 ) -> None:
     """Per agent: total, successful, error, timeout, success rate and the outcome breakdown."""
-    if fmt not in Format.choices:
-        err.print(f"[red]--format must be one of {', '.join(Format.choices)}")
-        raise typer.Exit(2)
     url = _ready_url(ctx)
     with session_scope(url) as session:
         rows = [
@@ -246,12 +249,13 @@ def report(
             for r in repository.latest_runs(session=session, agent=agent)
         ]
     summaries = report_summary.summarize(rows)
-    if fmt == "markdown":
-        sys.stdout.write(report_summary.to_markdown(summaries))
-    elif fmt == "json":
-        sys.stdout.write(report_summary.to_json(summaries))
-    elif fmt == "csv":
-        sys.stdout.write(report_summary.to_csv(summaries))
+    renderers = {
+        ReportFormat.MARKDOWN: report_summary.to_markdown,
+        ReportFormat.JSON: report_summary.to_json,
+        ReportFormat.CSV: report_summary.to_csv,
+    }
+    if fmt in renderers:
+        sys.stdout.write(renderers[fmt](summaries))
     else:
         cols, body = report_summary.table_rows(summaries)
         table = Table(*cols, title="Results per agent (latest attempt per task, arm and config)")
@@ -264,12 +268,9 @@ def report(
 def runs(
     ctx: typer.Context,
     agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
-    outcome: Annotated[str | None, typer.Option(help="Only this outcome.")] = None,
+    outcome: Annotated[Outcome | None, typer.Option(help="Only this outcome.")] = None,
 ) -> None:
     """The latest attempts with their outcome, cause, flags and reason."""
-    if outcome is not None and outcome not in {o.value for o in Outcome}:
-        err.print(f"[red]--outcome must be one of {', '.join(o.value for o in Outcome)}")
-        raise typer.Exit(2)
     url = _ready_url(ctx)
     table = Table("task", "arm", "agent", "outcome", "cause", "flags", "reason")
     with session_scope(url) as session:
@@ -308,7 +309,7 @@ def demo(
     ctx.invoke(tasks_load, ctx=ctx, file=examples / "tasks.jsonl")
     ctx.invoke(patches_load, ctx=ctx, source=examples / "patches", agent=EXAMPLE_AGENT)
     ctx.invoke(import_results, ctx=ctx, directory=examples / "results", agent=EXAMPLE_AGENT)
-    ctx.invoke(report, ctx=ctx, fmt="table", agent=None)
+    ctx.invoke(report, ctx=ctx, fmt=ReportFormat.TABLE, agent=None)
     ctx.invoke(runs, ctx=ctx, agent=None, outcome=None)
 
 

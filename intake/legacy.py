@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from isobench.intake.task_list import InputError, RowError
+from isobench.intake.rows import InputError, RowError
 from isobench.models.domain import Arm, FullSha, RunRecord, RunSource, Task
 from isobench.models.flags import Flag
 from isobench.models.metrics import LATENCY_METRICS, Metrics

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from isobench.intake import legacy
 from isobench.intake.patches import FoundPatch, read_jsonl, scan_directory
+from isobench.intake.rows import InputError, RowError
 from isobench.intake.task_index import TaskIndex
-from isobench.intake.task_list import InputError, RowError, load_task_file
+from isobench.intake.task_list import load_task_file
 from isobench.models.domain import Task
 from isobench.store import repository
 from isobench.store.repository import UpsertCounts

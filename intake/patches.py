@@ -7,14 +7,13 @@ A patch whose task cannot be told from its path is an error that names the path.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from isobench.intake.rows import InputError, RowError, jsonl_objects, read_text
 from isobench.intake.task_index import TaskIndex
-from isobench.intake.task_list import InputError, RowError
 from isobench.models.domain import AgentName, AgentPatch, PatchStatus
 from isobench.tasks.patch_check import inspect_patch
 
@@ -126,24 +125,10 @@ def read_jsonl(
 ) -> list[FoundPatch]:
     """Rows of ``{"task": ..., "agent": ..., "patch": ...}``; ``agent`` fills rows without one."""
     name = str(path)
-    errors: list[RowError] = []
+    rows, errors = jsonl_objects(name, read_text(path))
     out: list[FoundPatch] = []
     seen: dict[tuple[str, str], int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([RowError(name, None, None, f"cannot read: {exc}")]) from exc
-    for rowno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(RowError(name, rowno, None, f"malformed JSON: {exc.msg}"))
-            continue
-        if not isinstance(row, dict):
-            errors.append(RowError(name, rowno, None, "expected a JSON object"))
-            continue
+    for rowno, row in rows:
         task_key = row.get("task") or row.get("task_id")
         text = row.get("patch", row.get("diff"))
         who = row.get("agent") or agent
@@ -190,5 +175,5 @@ def read_jsonl(
             )
         )
     if errors:
-        raise InputError(errors)
+        raise InputError(sorted(errors, key=lambda e: e.row or 0))
     return out

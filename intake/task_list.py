@@ -12,38 +12,13 @@ import csv
 import json
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from isobench.intake.rows import InputError, RowError, jsonl_objects, read_text
 from isobench.models.domain import BenchmarkKind, BenchmarkSpec, Task
-
-
-@dataclass(frozen=True)
-class RowError:
-    path: str
-    row: int | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.path
-        if self.row is not None:
-            where += f", row {self.row}"
-        if self.field:
-            where += f", field '{self.field}'"
-        return f"{where}: {self.message}"
-
-
-class InputError(Exception):
-    """One or more rows of an input file are invalid; nothing was written."""
-
-    def __init__(self, errors: list[RowError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
-
 
 # Source columns that map onto Task fields; the rest of a row is kept in Task.extra.
 _ALIASES = {
@@ -80,10 +55,7 @@ def read_rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[RowErr
     """Rows of a JSON, JSONL or CSV file with their 1-based row numbers, and the rows that
     could not be read (a file that cannot be read at all raises)."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([RowError(name, None, None, f"cannot read: {exc}")]) from exc
+    text = read_text(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
@@ -93,21 +65,7 @@ def read_rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[RowErr
         ]
         return rows, []
     if suffix in (".jsonl", ".ndjson"):
-        rows: list[tuple[int, dict[str, Any]]] = []
-        errors: list[RowError] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(RowError(name, lineno, None, f"malformed JSON: {exc.msg}"))
-                continue
-            if not isinstance(value, dict):
-                errors.append(RowError(name, lineno, None, "expected a JSON object"))
-                continue
-            rows.append((lineno, value))
-        return rows, errors
+        return jsonl_objects(name, text)
     if suffix == ".json":
         try:
             value = json.loads(text)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from isobench.intake import load as intake
-from isobench.intake.task_list import InputError
+from isobench.intake.rows import InputError
 from isobench.models.domain import PatchStatus
 from isobench.models.tables import AgentRow, MetricsRow, PatchRow, RunLogRow, RunRow, TaskRow
 from isobench.report.export import export_runs

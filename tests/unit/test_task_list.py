@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from isobench.intake.task_list import InputError, load_task_file
+from isobench.intake.rows import InputError
+from isobench.intake.task_list import load_task_file
 from tests.conftest import FIXTURES
 
 DATASET = FIXTURES / "datasets" / "vllm-perf-commits.jsonl"
