@@ -28,6 +28,12 @@ RESULT_NAME = re.compile(
     r"^(?:.*__)?(?P<commit>[0-9a-f]{7,40})_(?P<arm>baseline|human|agent)_result\.json$"
 )
 LEGACY_TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+# What the old harness's docker pulls printed: the image it ran and the digest it got.
+_IMAGE_REF = re.compile(
+    r"(?:Unable to find image '([^']+)' locally|Downloaded newer image for (\S+)"
+    r"|Image is up to date for (\S+))"
+)
+_IMAGE_DIGEST = re.compile(r"^Digest: (sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
 LOG_STREAM = "runner"
 
 # The source schema's metric names for the figures isobench keeps under vLLM's names.
@@ -183,6 +189,13 @@ def _status_disagrees(record: LegacyResult, outcome: Outcome) -> bool:
     return outcome is Outcome.SUCCESS
 
 
+def image_from_log(text: str) -> tuple[str | None, str | None]:
+    """The image reference and digest a log shows the harness used, where it shows them."""
+    refs = [next(g for g in m.groups() if g) for m in _IMAGE_REF.finditer(text)]
+    digests = _IMAGE_DIGEST.findall(text)
+    return (refs[-1] if refs else None), (digests[-1] if digests else None)
+
+
 def to_run(parsed: ParsedFile, *, task: Task, agent: str) -> RunRecord:
     """The run record for one result file."""
     record = parsed.record
@@ -211,6 +224,7 @@ def to_run(parsed: ParsedFile, *, task: Task, agent: str) -> RunRecord:
     command = record.perf_command or task.benchmark.command or ""
     started = record.timestamp if record.timestamp.tzinfo else record.timestamp.replace(tzinfo=UTC)
     duration = record.duration_s
+    image_ref, image_digest = image_from_log(record.raw_output)
     return RunRecord(
         task_id=task.task_id,
         arm=parsed.arm,
@@ -224,6 +238,8 @@ def to_run(parsed: ParsedFile, *, task: Task, agent: str) -> RunRecord:
         started_at=started,
         finished_at=started + timedelta(seconds=duration) if duration else None,
         duration_s=duration,
+        image_ref=image_ref,
+        image_digest=image_digest,
         model=record.model,
         client=command.split(" --", 1)[0] or None,
         flags=sorted(set(flags)),

@@ -215,8 +215,14 @@ def test_import_real_records_is_idempotent_and_keeps_evidence(db_url: str, tmp_p
         infra = runs["0d243f2a"]
         assert infra.outcome == "infra_error" and "manifest unknown" in infra.evidence
         assert "status_disagrees" in infra.flags
+        assert infra.image_ref == "anonymous/vllm-baseline:baseline-88f6ba3281f7"
+        assert infra.image_digest is None  # the pull failed: no digest to record
         crash = runs["89a84b0b"]
         assert (crash.outcome, crash.cause) == ("server_crashed", "import_error")
+        assert crash.image_ref == "anonymous/vllm-baseline:baseline-084a01fd3544"
+        assert crash.image_digest == (
+            "sha256:05c1d3bb759c96c31cf5b8a0707b4d6cc6d807aaf89058b64a410a72d3dbb8e4"
+        )
         assert {"partial_apply", "touches_harness_file"} <= set(crash.flags)
         ok = runs["30172b49"]
         assert ok.metrics is not None and ok.metrics.p99_tpot_ms == 30.37
