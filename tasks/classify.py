@@ -147,6 +147,13 @@ def _measured(parsed: ParseResult) -> OutcomeRecord | None:
         )
     if metrics.completed == 0:
         return OutcomeRecord(outcome=Outcome.BENCHMARK_FAILED, reason="no request completed")
+    expected = parsed.expected_requests
+    if metrics.completed is not None and expected is not None and metrics.completed < expected:
+        # Versions before the 'Failed requests' line only show failures as a shortfall.
+        return OutcomeRecord(
+            outcome=Outcome.BENCHMARK_FAILED,
+            reason=f"only {metrics.completed} of {expected} requests completed",
+        )
     return OutcomeRecord(outcome=Outcome.SUCCESS, reason=f"{parsed.format} result parsed")
 
 
@@ -196,7 +203,7 @@ def classify_log(text: str) -> Classification:
         )
     measured = _measured(parsed)
     if measured is not None:
-        return done(measured)
+        return done(measured, parsed.line if measured.outcome is not Outcome.SUCCESS else None)
     build, infra = log.first(BUILD_FAILED), log.first(INFRA)
     if build is not None and (infra is None or build <= infra):
         return done(
