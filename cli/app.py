@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -10,12 +11,14 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.orm import Session
 
 from isobench import __version__
 from isobench.intake import load as intake
 from isobench.intake.rows import InputError
+from isobench.models.domain import WORKLOAD_PRESETS, BenchmarkConfig, Endpoint
 from isobench.models.outcomes import Outcome
 from isobench.models.settings import Settings
 from isobench.report import summary as report_summary
@@ -23,6 +26,11 @@ from isobench.report.export import export_runs
 from isobench.store import migrate, repository
 from isobench.store.engine import session_scope
 from isobench.store.repository import ConflictError
+from isobench.tasks.loadgen import LoadgenError, Target
+from isobench.tasks.loadgen import run as run_loadgen
+from isobench.tasks.parse import parse_output, parse_results
+from isobench.tasks.sim_server import SimConfig
+from isobench.tasks.sim_server import run as run_sim_server
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Create, upgrade and inspect the schema.")
@@ -311,6 +319,147 @@ def demo(
     ctx.invoke(import_results, ctx=ctx, directory=examples / "results", agent=EXAMPLE_AGENT)
     ctx.invoke(report, ctx=ctx, fmt=ReportFormat.TABLE, agent=None)
     ctx.invoke(runs, ctx=ctx, agent=None, outcome=None)
+
+
+@app.command("parse")
+def parse(
+    file: Annotated[Path, typer.Argument(help="Benchmark output: a log, a text block or JSON.")],
+    all_results: Annotated[
+        bool, typer.Option("--all", help="Every result in the file, not the run's one.")
+    ] = False,
+) -> None:
+    """Print the metrics found in a vLLM benchmark output as JSON (no_metrics with the reason
+    when there are none; exit code 1 then)."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if all_results:
+        found = [{"kind": r.kind, **r.context, **r.values} for r in parse_results(text)]
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        raise typer.Exit(0 if found else 1)
+    parsed = parse_output(text)
+    if parsed.metrics is None:
+        body: dict[str, object] = {"outcome": Outcome.NO_METRICS.value, "reason": parsed.reason}
+    else:
+        body = {"format": parsed.format, "notes": parsed.notes, "metrics": parsed.metrics.flat()}
+    sys.stdout.write(json.dumps(body, indent=2) + "\n")
+    raise typer.Exit(0 if parsed.metrics is not None else 1)
+
+
+@app.command("sim-server")
+def sim_server(
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    model: str = SimConfig.model_fields["model"].default,
+    ttft_ms: float = 20.0,
+    itl_ms: float = 10.0,
+    itl_per_seq_ms: float = 0.0,
+    prefill_ms_per_token: float = 0.0,
+    max_num_seqs: int = 256,
+    startup_delay_s: float = 0.0,
+    crash_on_start: bool = False,
+    crash_after_requests: int | None = None,
+    hang: bool = False,
+    error_rate: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """Run the simulated OpenAI-compatible inference server (the stand-in for vLLM)."""
+    config = SimConfig(
+        host=host,
+        port=port,
+        model=model,
+        ttft_ms=ttft_ms,
+        itl_ms=itl_ms,
+        itl_per_seq_ms=itl_per_seq_ms,
+        prefill_ms_per_token=prefill_ms_per_token,
+        max_num_seqs=max_num_seqs,
+        startup_delay_s=startup_delay_s,
+        crash_on_start=crash_on_start,
+        crash_after_requests=crash_after_requests,
+        hang=hang,
+        error_rate=error_rate,
+        seed=seed,
+    )
+    run_sim_server(config)
+
+
+def _rate(text: str) -> float | None:
+    if text.strip().lower() == "inf":
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--request-rate: a number or 'inf', not {text!r}") from exc
+
+
+def _percentiles(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}") from exc
+
+
+@app.command("loadgen")
+def loadgen(
+    base_url: Annotated[str, typer.Option(help="The server, e.g. http://127.0.0.1:8000")],
+    preset: Annotated[str, typer.Option(help="recommended or legacy")] = "recommended",
+    endpoint: Annotated[Endpoint | None, typer.Option()] = None,
+    input_len: Annotated[int | None, typer.Option()] = None,
+    input_range_ratio: Annotated[float | None, typer.Option()] = None,
+    output_len: Annotated[int | None, typer.Option()] = None,
+    num_prompts: Annotated[int | None, typer.Option()] = None,
+    request_rate: Annotated[
+        str | None, typer.Option(help="requests/s, or 'inf' to send all at once")
+    ] = None,
+    burstiness: Annotated[float | None, typer.Option()] = None,
+    max_concurrency: Annotated[int | None, typer.Option()] = None,
+    ignore_eos: Annotated[bool | None, typer.Option("--ignore-eos/--no-ignore-eos")] = None,
+    percentiles: Annotated[str | None, typer.Option(help="e.g. 50,90,99")] = None,
+    warmup_requests: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    model: Annotated[str | None, typer.Option(help="Default: the server's first model.")] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="A local tokenizer.json (needs 'tokenizers').")
+    ] = None,
+    save_result: Annotated[Path | None, typer.Option(help="Write the result JSON here.")] = None,
+) -> None:
+    """Measure an OpenAI-compatible server with streaming requests (vLLM's metric definitions)."""
+    if preset not in WORKLOAD_PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(WORKLOAD_PRESETS)}")
+    changes: dict[str, object] = {
+        "endpoint": endpoint,
+        "input_len": input_len,
+        "input_range_ratio": input_range_ratio,
+        "output_len": output_len,
+        "num_prompts": num_prompts,
+        "burstiness": burstiness,
+        "max_concurrency": max_concurrency,
+        "ignore_eos": ignore_eos,
+        "warmup_requests": warmup_requests,
+        "seed": seed,
+        "percentiles": _percentiles(percentiles) if percentiles else None,
+    }
+    overrides = {k: v for k, v in changes.items() if v is not None}
+    if request_rate is not None:
+        overrides["request_rate"] = _rate(request_rate)
+    try:
+        config = BenchmarkConfig.model_validate(WORKLOAD_PRESETS[preset].model_dump() | overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    target = Target(base_url, model=model, tokenizer=str(tokenizer) if tokenizer else None)
+    show = sys.stderr.isatty()
+    with Progress(console=err, disable=not show, transient=True) as bar:
+        job = bar.add_task("requests", total=config.num_prompts)
+        try:
+            result = run_loadgen(config, target, progress=lambda _o: bar.advance(job))
+        except LoadgenError as exc:
+            err.print(f"[red]{exc}")
+            raise typer.Exit(1) from exc
+    sys.stdout.write(result.block() + "\n")
+    if save_result is not None:
+        save_result.write_text(json.dumps(result.save_result(), indent=2) + "\n")
+    for problem in result.health.problems:
+        err.print(f"[yellow]client could not keep up: {problem}")
+    for error in result.errors:
+        err.print(f"failed request: {error}", markup=False)
 
 
 def main() -> None:

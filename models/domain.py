@@ -116,15 +116,29 @@ class AgentPatch(BaseModel):
     source_path: str | None = None
 
 
+class Endpoint(StrEnum):
+    COMPLETIONS = "completions"  # /v1/completions
+    CHAT = "chat"  # /v1/chat/completions
+
+
 class BenchmarkConfig(BaseModel):
-    """How an arm is measured. Its ``config_hash`` names the measurement for reuse and reports."""
+    """How an arm is measured. Its ``config_hash`` names the measurement for reuse and reports.
+
+    The defaults are the source report's recommendation for comparable latency figures:
+    1 request/s, 100 prompts of 1000 input and 100 output tokens, ignore-eos.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: BenchmarkKind = BenchmarkKind.SERVING
+    endpoint: Endpoint = Endpoint.COMPLETIONS
     input_len: int = Field(1000, ge=1)
+    input_range_ratio: float = Field(
+        0.0, ge=0, lt=1, description="prompt lengths drawn from input_len * (1 +/- ratio)"
+    )
     output_len: int = Field(100, ge=1)
     num_prompts: int = Field(100, ge=1)
+    warmup_requests: int = Field(1, ge=0, description="sent first, left out of the figures")
     request_rate: float | None = Field(1.0, gt=0, description="req/s; None sends all at once")
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1.0 is a Poisson process")
     max_concurrency: int | None = Field(None, ge=1)
@@ -147,6 +161,15 @@ class BenchmarkConfig(BaseModel):
         payload = self.model_dump(mode="json", exclude={"repeats"})
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+WORKLOAD_PRESETS: dict[str, BenchmarkConfig] = {
+    # The source report's recommendation for comparable latency figures.
+    "recommended": BenchmarkConfig(),
+    # What the source report's old runs used: 100 prompts of 200 input and 64 output tokens,
+    # all sent at once, so old and new numbers can be told apart and reproduced.
+    "legacy": BenchmarkConfig(input_len=200, output_len=64, num_prompts=100, request_rate=None),
+}
 
 
 class RunSource(StrEnum):
