@@ -180,6 +180,26 @@ def _crash(log: _Log, start: int, crash_marker: int | None) -> OutcomeRecord | N
     )
 
 
+def server_exit(text: str) -> OutcomeRecord:
+    """The outcome of a server that exited before it was ready, from its own log: the cause
+    its last exception (or an out-of-memory line) shows. Port trouble is infrastructure."""
+    log = _Log(text)
+    if (i := log.first(INFRA)) is not None:
+        return OutcomeRecord(
+            outcome=Outcome.INFRA_ERROR, reason=log.lines[i].strip(), evidence=log.excerpt(i)
+        )
+    crash = _crash(log, 0, None)
+    if crash is not None:
+        return crash
+    last = max((i for i, ln in enumerate(log.lines) if ln.strip()), default=0)
+    return OutcomeRecord(
+        outcome=Outcome.SERVER_CRASHED,
+        cause=CrashCause.OTHER,
+        reason="server exited before it was ready, without an error in its log",
+        evidence=log.excerpt(last, before=10),
+    )
+
+
 def classify_log(text: str) -> Classification:
     """The outcome a careful reader would give this log, with its evidence and flags."""
     log = _Log(text)

@@ -105,6 +105,7 @@ class Prompts:
     def __init__(self, rng: random.Random, tokenizer_path: str | None) -> None:
         self.rng = rng
         self.tokenizer = None
+        self._stable: dict[int, bool] = {}
         if tokenizer_path:
             from tokenizers import Tokenizer  # optional dependency: pip install tokenizers
 
@@ -113,10 +114,29 @@ class Prompts:
     def make(self, length: int) -> tuple[str, int]:
         if self.tokenizer is None:
             return " ".join(self.rng.choices(_VOCABULARY, k=length)), length
+        ids = [self._stable_id() for _ in range(length)]
+        # Decoding and encoding again need not give the same tokens: trim or top up until
+        # the text holds the asked length (a few rounds), and report what it really holds.
+        for _ in range(5):
+            text = self.tokenizer.decode(ids)
+            again = self.tokenizer.encode(text, add_special_tokens=False).ids
+            if len(again) == length:
+                break
+            ids = again[:length] + [self._stable_id() for _ in range(length - len(again))]
+        return text, self.count(text)
+
+    def _stable_id(self) -> int:
+        """A random token that decodes and encodes back to itself (not [UNK] and the like)."""
+        assert self.tokenizer is not None
         size = self.tokenizer.get_vocab_size()
-        ids = [self.rng.randrange(size) for _ in range(length)]
-        text = self.tokenizer.decode(ids)
-        return text, len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+        while True:
+            token = self.rng.randrange(size)
+            if token not in self._stable:
+                text = self.tokenizer.decode([token])
+                again = self.tokenizer.encode(text, add_special_tokens=False).ids
+                self._stable[token] = again == [token]
+            if self._stable[token]:
+                return token
 
     def count(self, text: str) -> int:
         if self.tokenizer is None:

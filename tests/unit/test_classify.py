@@ -126,3 +126,16 @@ def test_build_failure_before_an_infra_error_is_the_build() -> None:
     assert classify_log(disk_first).outcome.outcome is Outcome.INFRA_ERROR
     build_first = "Wheel build failed with return code 1\nFilesystemExecutionError: cancelled\n"
     assert classify_log(build_first).outcome.outcome is Outcome.BUILD_FAILED
+
+
+def test_server_exit_causes() -> None:
+    from isobench.tasks.classify import server_exit
+
+    oom = server_exit("loading\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate\n")
+    assert (oom.outcome, oom.cause) == (Outcome.SERVER_CRASHED, CrashCause.CUDA_OOM)
+    syntax = server_exit('  File "x.py", line 3\n    if x\n       ^\nSyntaxError: invalid syntax\n')
+    assert syntax.cause is CrashCause.SYNTAX_ERROR
+    port = server_exit("OSError: [Errno 98] error while attempting to bind: address already in use")
+    assert port.outcome is Outcome.INFRA_ERROR
+    silent = server_exit("INFO starting\nKilled\n")
+    assert (silent.cause, "Killed" in silent.evidence) == (CrashCause.OTHER, True)
