@@ -323,7 +323,12 @@ def demo(
 
 @app.command("parse")
 def parse(
-    file: Annotated[Path, typer.Argument(help="Benchmark output: a log, a text block or JSON.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Benchmark output: a log, a text block or JSON.", exists=True, dir_okay=False
+        ),
+    ],
     all_results: Annotated[
         bool, typer.Option("--all", help="Every result in the file, not the run's one.")
     ] = False,
