@@ -190,7 +190,7 @@ class RunRecord(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     attempt: int = Field(1, ge=1)
     dedup_key: str = Field(
-        description="Identity of this attempt: the same key is never stored twice."
+        "", description="Identity of this attempt: set when it is stored; never stored twice."
     )
     source: RunSource = RunSource.PIPELINE
     outcome: OutcomeRecord

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from isobench.models.domain import AgentPatch, BenchmarkSpec, RunRecord, Task
+from isobench.models.domain import AgentPatch, BenchmarkSpec, PatchStatus, RunRecord, Task
 from isobench.models.tables import AgentRow, MetricsRow, PatchRow, RunLogRow, RunRow, TaskRow
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -175,6 +175,8 @@ def log_tail(stream: str, text: str, limit: int) -> RunLogRow:
 
 def add_run(*, session: Session, record: RunRecord, log_tail_bytes: int) -> tuple[RunRow, bool]:
     """Store one attempt with its metrics and log tails, unless its dedup key is stored."""
+    if not record.dedup_key:
+        raise ValueError("a run record needs its dedup key before it is stored")
     row = session.scalar(select(RunRow).where(RunRow.dedup_key == record.dedup_key))
     if row is not None:
         return row, False
@@ -263,3 +265,56 @@ def latest_runs(*, session: Session, agent: str | None = None) -> list[RunRow]:
     if agent is not None:
         query = query.join(AgentRow, AgentRow.id == RunRow.agent_id).where(AgentRow.name == agent)
     return list(session.scalars(query))
+
+
+def latest_attempt(
+    *,
+    session: Session,
+    task_id: str,
+    arm: str,
+    agent: str | None,
+    config_hash: str,
+    image_digest: str,
+) -> RunRow | None:
+    """The newest attempt of exactly this measurement (same code, same config)."""
+    query = select(RunRow).where(
+        RunRow.task_id == task_id,
+        RunRow.arm == arm,
+        RunRow.config_hash == config_hash,
+        RunRow.image_digest == image_digest,
+    )
+    if agent is None:
+        query = query.where(RunRow.agent_id.is_(None))
+    else:
+        query = query.join(AgentRow, AgentRow.id == RunRow.agent_id).where(AgentRow.name == agent)
+    return session.scalars(query.order_by(RunRow.id.desc()).limit(1)).first()
+
+
+def agent_patches(*, session: Session, task_id: str, agents: list[str] | None) -> list[AgentPatch]:
+    """The newest patch of each agent (or of the named ones) for a task."""
+    query = (
+        select(PatchRow)
+        .join(AgentRow, AgentRow.id == PatchRow.agent_id)
+        .where(PatchRow.task_id == task_id)
+        .order_by(PatchRow.id)
+    )
+    if agents is not None:
+        query = query.where(AgentRow.name.in_(agents))
+    newest: dict[str, PatchRow] = {}
+    for row in session.scalars(query):
+        newest[row.agent.name] = row
+    return [
+        AgentPatch(
+            agent=name,
+            task_id=row.task_id,
+            sha256=row.sha256,
+            size_bytes=row.size_bytes,
+            diff=row.diff,
+            files_touched=row.files_touched,
+            status=PatchStatus(row.status),
+            reason=row.reason,
+            flags=row.flags,
+            source_path=row.source_path,
+        )
+        for name, row in sorted(newest.items())
+    ]

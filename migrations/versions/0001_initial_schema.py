@@ -84,7 +84,7 @@ def upgrade() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("dedup_key", sa.String(length=255), nullable=False),
+        sa.Column("dedup_key", sa.String(length=512), nullable=False),
         sa.Column("task_id", sa.String(length=64), nullable=False),
         sa.Column("arm", sa.String(length=16), nullable=False),
         sa.Column("agent_id", sa.Integer(), nullable=True),

@@ -1,0 +1,81 @@
+"""Run the demo: build its repository, load its task and patches, sweep all arms with the
+process runtime, and return what the report shows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.intake.patches import build_patch
+from isobench.models.domain import BenchmarkConfig
+from isobench.models.tables import RunRow
+from isobench.store import migrate, repository
+from isobench.store.engine import session_scope
+
+# Small enough to finish in well under a minute, large enough to tell the arms apart.
+DEMO_CONFIG = BenchmarkConfig(
+    input_len=64,
+    output_len=32,
+    num_prompts=24,
+    request_rate=None,
+    max_concurrency=8,
+    repeats=2,
+    warmup_requests=1,
+)
+
+
+def prefect_local_mode(workdir: Path) -> None:
+    """Prefect's local mode, kept inside the demo's folder. Must run before prefect is imported:
+    its settings are read once."""
+    os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
+    # The ephemeral SQLite server's telemetry service trips over its own locks.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+@dataclass
+class DemoResult:
+    results: list[dict[str, object]]
+    config_hash: str
+
+
+def run_demo(
+    workdir: Path, db_url: str, *, max_patch_bytes: int, force: bool = False
+) -> DemoResult:
+    from isobench.demo.repo import SERVER_COMMAND, build_demo_repo
+    from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.runtimes.process import ProcessRuntimeSpec
+
+    repo = build_demo_repo(workdir / "repo")
+    migrate.upgrade(db_url)
+    with session_scope(db_url) as session:
+        repository.upsert_tasks(session=session, tasks=[repo.task])
+        for agent, diff in repo.patches.items():
+            patch = build_patch(
+                agent=agent,
+                task_id=repo.task.task_id,
+                data=diff.encode(),
+                source_path=f"demo:{agent}",
+                max_bytes=max_patch_bytes,
+            )
+            repository.add_patch(session=session, patch=patch)
+    spec = ProcessRuntimeSpec(
+        repo=str(repo.path), workdir=str(workdir / "runtime"), server_command=SERVER_COMMAND
+    )
+    results = sweep(
+        runtime=spec,
+        config=DEMO_CONFIG,
+        database_url=db_url,
+        tasks=[repo.task.task_id],
+        force=force,
+        timeouts=Timeouts(server_start_s=60, benchmark_s=120),
+    )
+    return DemoResult(results, DEMO_CONFIG.config_hash)
+
+
+def demo_runs(db_url: str, config_hash: str) -> list[RunRow]:
+    with session_scope(db_url) as session:
+        runs = repository.latest_runs(session=session)
+        return [r for r in runs if r.config_hash == config_hash]

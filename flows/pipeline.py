@@ -1,0 +1,381 @@
+"""The three-way flows: for each task, baseline, human and every agent's patch, side by side.
+
+``three_way`` runs the arms of one task, ``sweep`` the arms of many. Both plan first (which
+arms still need measuring), then submit every build at once, so image builds (CPU) overlap
+benchmarks (GPU), and measure arm after arm while holding the GPU's slot, a Prefect global
+concurrency limit of 1 per GPU, around server start, benchmark and clean-up alike.
+
+Reuse: an arm whose exact measurement (task, arm, agent, config hash, image digest) already
+ended in a final outcome is not run again (unless ``force``), so a second sweep measures
+baseline and human once, and a sweep killed half-way finishes only what is left. Only
+``infra_error`` is retried. Every attempt is persisted as soon as it ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect import flow, get_client
+from prefect.concurrency.sync import concurrency
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from isobench.models.domain import Arm, BenchmarkConfig, RunRecord, Task
+from isobench.models.metrics import Metrics
+from isobench.models.outcomes import Outcome, OutcomeRecord
+from isobench.models.settings import Settings
+from isobench.runtimes.base import ArmJob, Prepared
+from isobench.runtimes.factory import RuntimeSpec, make_runtime
+from isobench.store import repository
+from isobench.store.engine import session_scope
+from isobench.tasks import steps
+from isobench.tasks.patch_apply import StepFailure
+
+
+class Timeouts(BaseModel):
+    server_start_s: float = Field(300.0, gt=0)
+    benchmark_s: float = Field(900.0, gt=0)
+
+
+@dataclass
+class ArmResult:
+    job: ArmJob
+    outcome: Outcome
+    reason: str = ""
+    reused: bool = False
+    run_id: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def gpu_limit_name(gpu: str) -> str:
+    return f"isobench-gpu-{gpu}"
+
+
+def ensure_gpu_limits(gpus: list[str]) -> None:
+    """One slot per GPU: at most one server on a GPU at a time, across flows and hosts."""
+    with get_client(sync_client=True) as client:
+        for gpu in gpus:
+            client.upsert_global_concurrency_limit_by_name(gpu_limit_name(gpu), limit=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _skip_reason(task: Task, gpus: list[str]) -> str | None:
+    if task.problems:
+        return "task cannot run as given: " + "; ".join(task.problems)
+    if task.gpus > len(gpus):
+        return f"task needs {task.gpus} GPUs; this host offers {len(gpus)}"
+    return None
+
+
+@dataclass
+class Plan:
+    run: list[ArmJob] = field(default_factory=list)
+    reused: list[ArmResult] = field(default_factory=list)
+    skipped: list[tuple[ArmJob, str]] = field(default_factory=list)
+
+
+def plan_jobs(
+    *,
+    db_url: str,
+    task_ids: list[str] | None,
+    agents: list[str] | None,
+    config: BenchmarkConfig,
+    spec: RuntimeSpec,
+    gpus: list[str],
+    label: str,
+    force: bool,
+) -> Plan:
+    runtime = make_runtime(spec)
+    plan = Plan()
+    with session_scope(db_url) as session:
+        tasks = repository.list_tasks(session=session)
+        if task_ids is not None:
+            wanted = set(task_ids)
+            missing = wanted - {t.task_id for t in tasks}
+            if missing:
+                raise ValueError(f"unknown task(s): {', '.join(sorted(missing))}")
+            tasks = [t for t in tasks if t.task_id in wanted]
+        for task in tasks:
+            jobs = [
+                ArmJob(task=task, arm=arm, config=config, run_label=label)
+                for arm in (Arm.BASELINE, Arm.HUMAN)
+            ]
+            jobs += [
+                ArmJob(
+                    task=task, arm=Arm.AGENT, agent=p.agent, patch=p, config=config, run_label=label
+                )
+                for p in repository.agent_patches(
+                    session=session, task_id=task.task_id, agents=agents
+                )
+            ]
+            reason = _skip_reason(task, gpus)
+            for job in jobs:
+                digest = "-" if reason else runtime.identity(job)
+                latest = repository.latest_attempt(
+                    session=session,
+                    task_id=task.task_id,
+                    arm=job.arm.value,
+                    agent=job.agent,
+                    config_hash=config.config_hash,
+                    image_digest=digest,
+                )
+                if latest is not None and not force and not Outcome(latest.outcome).is_retryable:
+                    plan.reused.append(
+                        ArmResult(job, Outcome(latest.outcome), latest.reason, True, latest.id)
+                    )
+                elif reason:
+                    plan.skipped.append((job, reason))
+                else:
+                    plan.run.append(job)
+    return plan
+
+
+def _record(
+    job: ArmJob,
+    outcome: OutcomeRecord,
+    *,
+    started: datetime,
+    prepared: Prepared | None,
+    digest: str,
+    metrics: Metrics | None,
+    model: str | None,
+    logs: dict[str, str],
+    timings: dict[str, float],
+    flags: list[str],
+) -> RunRecord:
+    finished = datetime.now(UTC)
+    return RunRecord(
+        task_id=job.task.task_id,
+        arm=job.arm,
+        agent=job.agent,
+        patch_sha256=job.patch.sha256 if job.patch else None,
+        config_hash=job.config.config_hash,
+        config=job.config.model_dump(mode="json"),
+        outcome=outcome,
+        metrics=metrics,
+        started_at=started,
+        finished_at=finished,
+        duration_s=(finished - started).total_seconds(),
+        host=socket.gethostname(),
+        gpu=None,
+        image_ref=prepared.image_ref if prepared else None,
+        image_digest=prepared.image_digest if prepared else digest,
+        orchestration_run_id=str(flow_run.id) if flow_run.id else None,
+        model=model,
+        client="isobench-loadgen",
+        flags=sorted(set(flags)),
+        step_timings=timings,
+        logs={k: v for k, v in logs.items() if v},
+    )
+
+
+def _measure_arm(
+    spec: RuntimeSpec,
+    job: ArmJob,
+    build: PrefectFuture[Prepared] | None,
+    *,
+    gpu: str,
+    timeouts: Timeouts,
+    db_url: str,
+    settings: Settings,
+) -> ArmResult:
+    started = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    logs: dict[str, str] = {}
+    flags: list[str] = []
+    prepared: Prepared | None = None
+    metrics: Metrics | None = None
+    model: str | None = None
+    digest = make_runtime(spec).identity(job)
+    clock = time.monotonic()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[step] = round(now - clock, 3)
+        clock = now
+
+    try:
+        if build is None:
+            raise RuntimeError("no build was submitted for this arm")
+        prepared = build.result()
+        flags += prepared.flags
+        logs.update(prepared.logs)
+        lap("image-build-wait")
+        with concurrency(gpu_limit_name(gpu), occupy=1, strict=True):
+            server, model = steps.start_server(
+                spec, job, prepared, _free_port(), timeouts.server_start_s
+            )
+            lap("server-start")
+            try:
+                result_json = steps.benchmark(job, server, model, job.config, timeouts.benchmark_s)
+                logs["client"] = result_json
+                lap("benchmark")
+            finally:
+                logs["server"] = steps.stop_server(spec, job, server)
+                lap("server-stop")
+        metrics = steps.parse(job, result_json)
+        lap("parse")
+        outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
+    except StepFailure as failure:
+        outcome = failure.outcome
+        logs.update(failure.logs)
+    except Exception as exc:  # the orchestrator's own trouble must not stop other arms
+        outcome = OutcomeRecord(
+            outcome=Outcome.INFRA_ERROR, reason=f"{type(exc).__name__}: {exc}"[:500]
+        )
+    record = _record(
+        job,
+        outcome,
+        started=started,
+        prepared=prepared,
+        digest=digest,
+        metrics=metrics,
+        model=model,
+        logs=logs,
+        timings=timings,
+        flags=flags,
+    )
+    run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+    return ArmResult(
+        job, outcome.outcome, outcome.reason, False, run_id, metrics.flat() if metrics else {}
+    )
+
+
+def _build_or_check(spec: RuntimeSpec, job: ArmJob, settings: Settings) -> PrefectFuture[Prepared]:
+    if job.patch is not None:
+        steps.check_patch(job, settings.max_patch_bytes)
+    return steps.build.submit(spec, job)
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    spec: RuntimeSpec,
+    db_url: str,
+    gpus: list[str],
+    timeouts: Timeouts,
+) -> list[ArmResult]:
+    settings = Settings(database_url=db_url)
+    results = list(plan.reused)
+    for job, reason in plan.skipped:
+        record = _record(
+            job,
+            OutcomeRecord(outcome=Outcome.SKIPPED, reason=reason),
+            started=datetime.now(UTC),
+            prepared=None,
+            digest="-",
+            metrics=None,
+            model=None,
+            logs={},
+            timings={},
+            flags=[],
+        )
+        run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+        results.append(ArmResult(job, Outcome.SKIPPED, reason, False, run_id))
+    builds: dict[int, PrefectFuture[Prepared] | StepFailure] = {}
+    for index, job in enumerate(plan.run):
+        try:
+            builds[index] = _build_or_check(spec, job, settings)
+        except StepFailure as failure:
+            builds[index] = failure
+    for index, job in enumerate(plan.run):
+        built = builds[index]
+        if isinstance(built, StepFailure):
+            record = _record(
+                job,
+                built.outcome,
+                started=datetime.now(UTC),
+                prepared=None,
+                digest=make_runtime(spec).identity(job),
+                metrics=None,
+                model=None,
+                logs=built.logs,
+                timings={},
+                flags=[],
+            )
+            run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+            results.append(
+                ArmResult(job, built.outcome.outcome, built.outcome.reason, False, run_id)
+            )
+            continue
+        results.append(
+            _measure_arm(
+                spec, job, built, gpu=gpus[0], timeouts=timeouts, db_url=db_url, settings=settings
+            )
+        )
+    return results
+
+
+def _prepare_run(spec: RuntimeSpec, gpus: list[str]) -> str:
+    label = str(flow_run.id or "local")
+    make_runtime(spec).sweep_stale(label)
+    ensure_gpu_limits(gpus)
+    return label
+
+
+@flow(name="sweep", flow_run_name="sweep {config.config_hash}", log_prints=True)
+def sweep(
+    runtime: RuntimeSpec,
+    config: BenchmarkConfig,
+    database_url: str,
+    tasks: list[str] | None = None,
+    agents: list[str] | None = None,
+    gpus: list[str] | None = None,
+    force: bool = False,
+    timeouts: Timeouts | None = None,
+) -> list[dict[str, object]]:
+    """Measure every task's three arms (all loaded tasks unless ``tasks`` names some)."""
+    gpus = gpus or ["0"]
+    label = _prepare_run(runtime, gpus)
+    plan = plan_jobs(
+        db_url=database_url,
+        task_ids=tasks,
+        agents=agents,
+        config=config,
+        spec=runtime,
+        gpus=gpus,
+        label=label,
+        force=force,
+    )
+    results = run_plan(
+        plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
+    )
+    return [summary(r) for r in results]
+
+
+@flow(name="three-way", flow_run_name="three-way {task}", log_prints=True)
+def three_way(
+    task: str,
+    runtime: RuntimeSpec,
+    config: BenchmarkConfig,
+    database_url: str,
+    agents: list[str] | None = None,
+    gpus: list[str] | None = None,
+    force: bool = False,
+    timeouts: Timeouts | None = None,
+) -> list[dict[str, object]]:
+    """Measure one task's baseline, human and agent arms."""
+    return sweep.fn(runtime, config, database_url, [task], agents, gpus, force, timeouts)
+
+
+def summary(result: ArmResult) -> dict[str, object]:
+    return {
+        "task": result.job.task.task_id,
+        "arm": result.job.arm.value,
+        "agent": result.job.agent,
+        "outcome": result.outcome.value,
+        "reason": result.reason,
+        "reused": result.reused,
+        "run_id": result.run_id,
+        "output_throughput": result.metrics.get("output_throughput"),
+    }

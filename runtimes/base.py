@@ -1,0 +1,93 @@
+"""The runtime interface. Everything that crosses it is a small serialisable model, so that
+pipeline steps can pass it between Prefect tasks and a later process can clean up after a
+crashed one."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from isobench.models.domain import AgentPatch, Arm, BenchmarkConfig, Task
+
+LABEL_KEY = "isobench.run"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    return _UNSAFE.sub("_", text)
+
+
+class ArmJob(BaseModel):
+    """One arm of one task to prepare and measure."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: Task
+    arm: Arm
+    agent: str | None = None
+    patch: AgentPatch | None = None
+    config: BenchmarkConfig
+    run_label: str = Field(description="The sweep's id; servers carry it so strays can be found.")
+
+    @property
+    def commit(self) -> str:
+        commit = self.task.human_commit if self.arm is Arm.HUMAN else self.task.parent_commit
+        if commit is None:
+            raise ValueError(f"task {self.task.task_id} has no parent commit")
+        return commit
+
+    @property
+    def name(self) -> str:
+        who = f" {self.agent}" if self.agent else ""
+        return f"{self.arm.value} {self.task.task_id}{who}"
+
+
+class Prepared(BaseModel):
+    """What ``prepare`` made: an image (docker) or a source tree (process)."""
+
+    image_ref: str
+    image_digest: str
+    apply_method: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    logs: dict[str, str] = Field(default_factory=dict)
+    cache_hit: bool = False
+
+
+class ServerInfo(BaseModel):
+    """A started server: enough to reach it, read its log and stop it from any process."""
+
+    url: str
+    handle: str  # process group id or container id
+    log_path: str | None = None
+
+
+class Runtime(ABC):
+    name: str
+
+    @abstractmethod
+    def identity(self, job: ArmJob) -> str:
+        """The digest ``prepare`` will report, when it can be known before building."""
+
+    @abstractmethod
+    def prepare(self, job: ArmJob) -> Prepared:
+        """Apply the patch and build; raise StepFailure (patch_failed, build_failed)."""
+
+    @abstractmethod
+    def start_server(self, job: ArmJob, prepared: Prepared, port: int) -> ServerInfo: ...
+
+    @abstractmethod
+    def exit_code(self, server: ServerInfo) -> int | None:
+        """None while the server runs."""
+
+    @abstractmethod
+    def logs(self, server: ServerInfo) -> str: ...
+
+    @abstractmethod
+    def stop_server(self, server: ServerInfo) -> None:
+        """Stop and remove; safe to call twice and on a server that already exited."""
+
+    @abstractmethod
+    def sweep_stale(self, keep_label: str) -> list[str]:
+        """Stop servers left by runs that died (not ``keep_label``'s); returns what it stopped."""
