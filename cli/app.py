@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,7 @@ from isobench.intake.rows import InputError
 from isobench.models.domain import WORKLOAD_PRESETS, BenchmarkConfig, Endpoint
 from isobench.models.outcomes import Outcome
 from isobench.models.settings import Settings
+from isobench.report import compare
 from isobench.report import summary as report_summary
 from isobench.report.export import export_runs
 from isobench.store import migrate, repository
@@ -301,15 +303,13 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_AGENT = "example-agent"
 
 
-@app.command("demo")
-def demo(
+@app.command("example")
+def example(
     ctx: typer.Context,
     examples: Annotated[Path, typer.Option(help="The bundled example folder.")] = EXAMPLES_DIR,
 ) -> None:
-    """Load the bundled example (tasks, patches, result files) and print the report.
-
-    Runs on the embedded default: an SQLite file in the working directory.
-    """
+    """Load the bundled example (real tasks, patches, result files of the source benchmark's
+    schema) and print the report."""
     if not (examples / "tasks.jsonl").is_file():
         err.print(f"[red]No example at {examples} (expected tasks.jsonl, patches/, results/).")
         raise typer.Exit(2)
@@ -319,6 +319,55 @@ def demo(
     ctx.invoke(import_results, ctx=ctx, directory=examples / "results", agent=EXAMPLE_AGENT)
     ctx.invoke(report, ctx=ctx, fmt=ReportFormat.TABLE, agent=None)
     ctx.invoke(runs, ctx=ctx, agent=None, outcome=None)
+
+
+def _print_tables(db_url: str, config_hash: str) -> None:
+    with session_scope(db_url) as session:
+        latest = [
+            r for r in repository.latest_runs(session=session) if r.config_hash == config_hash
+        ]
+        summaries = report_summary.summarize(
+            (r.agent.name if r.agent else None, r.outcome) for r in latest
+        )
+        lines = compare.compare(latest)
+    cols, body = report_summary.table_rows(summaries)
+    table = Table(*cols, title="Results per agent")
+    for row in body:
+        table.add_row(*row)
+    out.print(table)
+    table = Table(*compare.HEADERS, title="Per task: every arm against baseline and human")
+    for row in compare.rows(lines):
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its repository, checkouts and logs.")
+    ] = Path("isobench-demo"),
+    force: Annotated[bool, typer.Option(help="Measure again what was measured before.")] = False,
+) -> None:
+    """The main job on the embedded default: a git repository of the simulated server (slow
+    parent, faster human commit, five agent patches) swept through the whole pipeline with
+    the process runtime, SQLite and Prefect's local mode."""
+    from isobench.demo.run import prefect_local_mode, run_demo
+
+    settings = _settings(ctx)
+    workdir = workdir.resolve()
+    prefect_local_mode(workdir)
+    started = time.monotonic()
+    result = run_demo(
+        workdir, settings.database_url, max_patch_bytes=settings.max_patch_bytes, force=force
+    )
+    reused = sum(1 for r in result.results if r["reused"])
+    out.print(
+        f"{len(result.results)} arms: {len(result.results) - reused} measured, {reused} reused "
+        f"from earlier runs ({settings.database_url})"
+    )
+    _print_tables(settings.database_url, result.config_hash)
+    out.print(f"demo wall time: {time.monotonic() - started:.1f} s")
 
 
 @app.command("parse")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from isobench.intake.patches import build_patch
 from isobench.models.domain import BenchmarkConfig
-from isobench.models.tables import RunRow
 from isobench.store import migrate, repository
 from isobench.store.engine import session_scope
 
@@ -28,10 +27,12 @@ DEMO_CONFIG = BenchmarkConfig(
 def prefect_local_mode(workdir: Path) -> None:
     """Prefect's local mode, kept inside the demo's folder. Must run before prefect is imported:
     its settings are read once."""
-    os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect")))
+    home.mkdir(parents=True, exist_ok=True)
     # The ephemeral SQLite server's telemetry service trips over its own locks.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Failed arms are the demo's point; its tables show them, Prefect's tracebacks need not.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
@@ -73,9 +74,3 @@ def run_demo(
         timeouts=Timeouts(server_start_s=60, benchmark_s=120),
     )
     return DemoResult(results, DEMO_CONFIG.config_hash)
-
-
-def demo_runs(db_url: str, config_hash: str) -> list[RunRow]:
-    with session_scope(db_url) as session:
-        runs = repository.latest_runs(session=session)
-        return [r for r in runs if r.config_hash == config_hash]
