@@ -23,6 +23,7 @@ from pathlib import Path
 
 from isobench.models.domain import BenchmarkConfig
 from isobench.tasks.loadgen import Target, run
+from isobench.tasks.server_start import free_port
 
 ISOBENCH = str(Path(sys.executable).parent / "isobench")
 TOLD_TTFT_MS, TOLD_ITL_MS = 50.0, 20.0
@@ -38,17 +39,9 @@ def _client_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     def __init__(self, *args: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [ISOBENCH, "sim-server", "--port", str(self.port), *args],
             stdout=subprocess.DEVNULL,

@@ -34,6 +34,7 @@ from isobench.store import repository
 from isobench.store.engine import session_scope
 from isobench.tasks import steps
 from isobench.tasks.patch_apply import StepFailure
+from isobench.tasks.server_start import free_port
 
 
 class Timeouts(BaseModel):
@@ -60,12 +61,6 @@ def ensure_gpu_limits(gpus: list[str]) -> None:
     with get_client(sync_client=True) as client:
         for gpu in gpus:
             client.upsert_global_concurrency_limit_by_name(gpu_limit_name(gpu), limit=1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _skip_reason(task: Task, gpus: list[str]) -> str | None:
@@ -213,7 +208,7 @@ def _measure_arm(
         lap("image-build-wait")
         with concurrency(gpu_limit_name(gpu), occupy=1, strict=True):
             server, model = steps.start_server(
-                spec, job, prepared, _free_port(), timeouts.server_start_s
+                spec, job, prepared, free_port(), timeouts.server_start_s
             )
             lap("server-start")
             try:

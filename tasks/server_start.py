@@ -5,6 +5,7 @@ never answers within the start timeout is ``server_timeout``."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,13 @@ from isobench.tasks.patch_apply import StepFailure
 POLL_S = 0.2
 PROBE_TIMEOUT_S = 2.0
 TAIL_LINES = 30
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _get(url: str) -> bytes | None:

@@ -7,9 +7,15 @@ PostgreSQL is at 127.0.0.1:5432 with trust auth on every machine of this project
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+# Prefect reads its settings once, at import: keep its home out of the user's and switch off
+# the telemetry service that trips over SQLite locks in the test server.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="isobench-test-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import psycopg
 import pytest

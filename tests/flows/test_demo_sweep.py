@@ -1,0 +1,105 @@
+"""The demo's sweep through the whole pipeline (process runtime, SQLite, a Prefect server):
+outcomes, throughput order, reuse, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from isobench.demo.repo import EXPECTED
+from isobench.demo.run import run_demo
+from isobench.store import repository
+from isobench.store.engine import session_scope
+
+ISOBENCH = str(Path(sys.executable).parent / "isobench")
+
+
+def _outcomes(results: list[dict]) -> dict[str, str]:
+    return {r["agent"] or r["arm"]: r["outcome"] for r in results}
+
+
+def _throughput(results: list[dict]) -> dict[str, float]:
+    return {
+        r["agent"] or r["arm"]: r["output_throughput"] for r in results if r["output_throughput"]
+    }
+
+
+def _run_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_demo_outcomes_ratios_and_reuse(prefect_api: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = run_demo(tmp_path / "w", db, max_patch_bytes=10**6)
+    outcomes = _outcomes(first.results)
+    assert outcomes == {"baseline": "success", "human": "success", **EXPECTED}
+    tput = _throughput(first.results)
+    assert tput["demo/faster"] > 1.15 * tput["human"]
+    assert tput["human"] > 1.15 * tput["baseline"]
+    assert 0.9 < tput["demo/as-fast"] / tput["human"] < 1.1
+    assert 0.9 < tput["demo/no-gain"] / tput["baseline"] < 1.1
+    assert not any(r["reused"] for r in first.results)
+    crash = next(r for r in first.results if r["agent"] == "demo/crash")
+    assert "No module named 'fused_decode_kernels'" in crash["reason"]
+
+    second = run_demo(tmp_path / "w", db, max_patch_bytes=10**6)
+    assert all(r["reused"] for r in second.results)
+    with session_scope(db) as session:
+        latest = repository.latest_runs(session=session)
+        assert len(latest) == 7
+        human = next(r for r in latest if r.arm == "human")
+        assert human.image_digest.startswith("git:") and human.step_timings["benchmark"] > 0
+        assert human.metrics is not None and human.metrics.extras["repeats"] == 2
+        assert {log.stream for log in human.logs} >= {"server", "client"}
+    assert _run_count(tmp_path / "demo.db") == 7
+    assert not list((tmp_path / "w" / "runtime" / "servers").glob("*.json"))
+
+
+def test_sweep_killed_half_way_finishes_the_rest(prefect_api: str, tmp_path: Path) -> None:
+    db_file = tmp_path / "demo.db"
+    command = [
+        ISOBENCH,
+        "--database-url",
+        f"sqlite:///{db_file}",
+        "demo",
+        "--workdir",
+        str(tmp_path / "w"),
+    ]
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while _run_count(db_file) < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the demo ended before it could be interrupted"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator dies; its servers are not its group
+    proc.wait()
+    killed_at = _run_count(db_file)
+    assert 2 <= killed_at < 7
+    servers = tmp_path / "w" / "runtime" / "servers"
+    strays = [int(p.stem) for p in servers.glob("*.json")]
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{killed_at} reused" in done.stdout
+    assert _run_count(db_file) == 7  # each arm once: nothing redone, nothing twice
+    with sqlite3.connect(db_file) as conn:
+        keys = conn.execute("SELECT task_id, arm, agent_id, count(*) FROM runs GROUP BY 1, 2, 3")
+        assert all(count == 1 for *_k, count in keys)
+    assert not list(servers.glob("*.json"))
+    for pid in strays:  # a server of the killed run was stopped by the next one
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
