@@ -65,18 +65,14 @@ def test_demo_outcomes_ratios_and_reuse(prefect_api: str, tmp_path: Path) -> Non
 
 
 def test_sweep_killed_half_way_finishes_the_rest(prefect_api: str, tmp_path: Path) -> None:
-    db_file = tmp_path / "demo.db"
-    command = [
-        ISOBENCH,
-        "--database-url",
-        f"sqlite:///{db_file}",
-        "demo",
-        "--workdir",
-        str(tmp_path / "w"),
-    ]
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    # The embedded default: SQLite in the working directory.
+    db_file = tmp_path / "isobench.db"
+    command = [ISOBENCH, "demo", "--workdir", str(tmp_path / "w")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOBENCH_")}
+    env["PREFECT_API_URL"] = prefect_api
     proc = subprocess.Popen(
         command,
+        cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -93,7 +89,9 @@ def test_sweep_killed_half_way_finishes_the_rest(prefect_api: str, tmp_path: Pat
     servers = tmp_path / "w" / "runtime" / "servers"
     strays = [int(p.stem) for p in servers.glob("*.json")]
 
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{killed_at} reused" in done.stdout
     assert _run_count(db_file) == 7  # each arm once: nothing redone, nothing twice

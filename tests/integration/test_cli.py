@@ -83,16 +83,16 @@ def test_bad_input_exits_2_and_names_the_row(sqlite_url: str, tmp_path: Path) ->
     assert f"{bad}, row 2: malformed JSON" in proc.stderr
 
 
-def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
+def test_example_on_the_embedded_default(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISOBENCH_")}
     proc = subprocess.run(
-        [ISOBENCH, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [ISOBENCH, "example"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "isobench.db").is_file()  # SQLite in the working directory
     assert "16 result files: 16 imported" in proc.stdout
     assert "Results per agent" in proc.stdout
     again = subprocess.run(
-        [ISOBENCH, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [ISOBENCH, "example"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert "0 imported, 16 already imported" in again.stdout
