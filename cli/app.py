@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -514,6 +515,58 @@ def loadgen(
         err.print(f"[yellow]client could not keep up: {problem}")
     for error in result.errors:
         err.print(f"failed request: {error}", markup=False)
+
+
+@app.command("sweep")
+def sweep_command(
+    ctx: typer.Context,
+    repo: Annotated[Path, typer.Option(help="A git repository holding the tasks' commits.")],
+    workdir: Annotated[Path, typer.Option(help="Checkouts, server logs and pid files.")] = Path(
+        "isobench-work"
+    ),
+    server_command: Annotated[
+        str, typer.Option(help="Run in each checkout; {python}, {port} and {model} are filled.")
+    ] = "vllm serve {model} --host 127.0.0.1 --port {port}",
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
+    preset: Annotated[str, typer.Option(help="recommended or legacy")] = "recommended",
+    repeats: Annotated[int | None, typer.Option(help="Benchmark passes per arm.")] = None,
+    gpu: Annotated[
+        list[str] | None, typer.Option(help="GPU ids of this host (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Measure again what was measured before.")] = False,
+    server_start_timeout: float = 300.0,
+    benchmark_timeout: float = 900.0,
+) -> None:
+    """Measure every task's baseline, human and agent arms with the process runtime."""
+    from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.runtimes.process import ProcessRuntimeSpec
+
+    if preset not in WORKLOAD_PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(WORKLOAD_PRESETS)}")
+    config = WORKLOAD_PRESETS[preset]
+    if repeats is not None:
+        config = config.model_copy(update={"repeats": repeats})
+    url = _ready_url(ctx)
+    spec = ProcessRuntimeSpec(
+        repo=str(repo.resolve()),
+        workdir=str(workdir.resolve()),
+        server_command=shlex.split(server_command),
+        max_patch_bytes=_settings(ctx).max_patch_bytes,
+    )
+    results = sweep(
+        runtime=spec,
+        config=config,
+        database_url=url,
+        tasks=task,
+        agents=agent,
+        gpus=gpu,
+        force=force,
+        timeouts=Timeouts(server_start_s=server_start_timeout, benchmark_s=benchmark_timeout),
+    )
+    reused = sum(1 for r in results if r["reused"])
+    out.print(f"{len(results)} arms: {len(results) - reused} measured, {reused} reused")
+    _print_tables(url, config.config_hash)
 
 
 def main() -> None:
