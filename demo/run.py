@@ -1,5 +1,5 @@
 """Run the demo: build its repository, load its task and patches, sweep all arms with the
-process runtime, and return what the report shows."""
+process runtime, and return what the sweep did."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.demo.repo import SERVER_COMMAND, DemoRepo, build_demo_repo
 from isobench.intake.patches import build_patch
 from isobench.models.domain import BenchmarkConfig
 from isobench.store import migrate, repository
@@ -42,13 +43,8 @@ class DemoResult:
     config_hash: str
 
 
-def run_demo(
-    workdir: Path, db_url: str, *, max_patch_bytes: int, force: bool = False
-) -> DemoResult:
-    from isobench.demo.repo import SERVER_COMMAND, build_demo_repo
-    from isobench.flows.pipeline import Timeouts, sweep
-    from isobench.runtimes.process import ProcessRuntimeSpec
-
+def load_demo(workdir: Path, db_url: str, *, max_patch_bytes: int) -> DemoRepo:
+    """Build the demo repository and load its task and agent patches into the database."""
     repo = build_demo_repo(workdir / "repo")
     migrate.upgrade(db_url)
     with session_scope(db_url) as session:
@@ -62,6 +58,16 @@ def run_demo(
                 max_bytes=max_patch_bytes,
             )
             repository.add_patch(session=session, patch=patch)
+    return repo
+
+
+def run_demo(
+    workdir: Path, db_url: str, *, max_patch_bytes: int, force: bool = False
+) -> DemoResult:
+    from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.runtimes.process import ProcessRuntimeSpec
+
+    repo = load_demo(workdir, db_url, max_patch_bytes=max_patch_bytes)
     spec = ProcessRuntimeSpec(
         repo=str(repo.path), workdir=str(workdir / "runtime"), server_command=SERVER_COMMAND
     )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from isobench.runtimes.base import Runtime
+from isobench.runtimes.docker import DockerRuntime, DockerRuntimeSpec
 from isobench.runtimes.process import ProcessRuntime, ProcessRuntimeSpec
 
-RuntimeSpec = ProcessRuntimeSpec
+RuntimeSpec = Annotated[ProcessRuntimeSpec | DockerRuntimeSpec, Field(discriminator="kind")]
 
 
-def make_runtime(spec: RuntimeSpec) -> Runtime:
-    if spec.kind == "process":
-        return ProcessRuntime(spec)
-    raise ValueError(f"unknown runtime kind {spec.kind!r}")
+def make_runtime(spec: ProcessRuntimeSpec | DockerRuntimeSpec) -> Runtime:
+    if isinstance(spec, DockerRuntimeSpec):
+        return DockerRuntime(spec)
+    return ProcessRuntime(spec)

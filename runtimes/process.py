@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +30,7 @@ DEFAULT_COMMAND = ["vllm", "serve", "{model}", "--host", "127.0.0.1", "--port", 
 
 
 class ProcessRuntimeSpec(BaseModel):
-    kind: str = "process"
+    kind: Literal["process"] = "process"
     repo: str = Field(description="A git repository holding the tasks' commits.")
     workdir: str = Field(description="Where checkouts, server logs and pid files go.")
     server_command: list[str] = Field(

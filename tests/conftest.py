@@ -81,3 +81,22 @@ def db_url(empty_db_url: str) -> str:
     """A database of each kind, migrated to the newest schema."""
     migrate.upgrade(empty_db_url)
     return empty_db_url
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker engine (DOCKER_HOST): started by .ci/run and scripts/test.sh where they can."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except DockerException as exc:
+        message = (
+            f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: {exc}"
+        )
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return client

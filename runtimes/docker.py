@@ -1,0 +1,279 @@
+"""The docker runtime: baseline and human arms run their commit's image; the agent's image is
+the baseline image plus the applied patch, built from a small generated context and tagged by
+the baseline image id and the patch's sha256, so a second build is a cache hit.
+
+Patches are applied with the same patch-apply as everywhere, to the image's own source tree
+(``source_root``), copied out of the image into a scratch git repository; the files the patch
+changed are copied back in a new layer. Servers run with host networking, the GPUs pinned by
+device requests, a shared-memory size and a read-only model cache; every container carries the
+sweep's label and its owner, so strays of a dead run are found and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Literal
+
+import docker
+from docker.errors import APIError, BuildError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+from pydantic import BaseModel, Field
+
+from isobench.models.outcomes import Outcome, OutcomeRecord
+from isobench.runtimes.base import LABEL_KEY, ArmJob, Prepared, Runtime, ServerInfo, safe_name
+from isobench.tasks.patch_apply import StepFailure, apply_patch
+
+OWNER_KEY = "isobench.owner"
+AGENT_REPOSITORY = "isobench-agent"
+STOP_GRACE_S = 10
+LOG_TAIL_LINES = 5000
+DEFAULT_COMMAND = ["vllm", "serve", "{model}", "--host", "127.0.0.1", "--port", "{port}"]
+
+
+class DockerRuntimeSpec(BaseModel):
+    kind: Literal["docker"] = "docker"
+    image_template: str = Field(
+        description="The baseline/human image of a commit: {commit}, {commit12}, {task}."
+    )
+    source_root: str = Field("/workspace", description="The code under test inside the image.")
+    server_command: list[str] = Field(default_factory=lambda: list(DEFAULT_COMMAND))
+    workdir: str = Field(description="Build contexts and scratch trees.")
+    device_ids: list[str] | None = Field(None, description="GPU ids to pin; None: no GPU.")
+    shm_size: str = "8g"
+    model_cache: str | None = Field(None, description="Host folder mounted read-only.")
+    model_cache_target: str = "/root/.cache/huggingface"
+    max_patch_bytes: int = 5 * 1024 * 1024
+
+
+def _infra(reason: str, evidence: str = "") -> StepFailure:
+    return StepFailure(
+        OutcomeRecord(outcome=Outcome.INFRA_ERROR, reason=reason[:500], evidence=evidence[-2000:])
+    )
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another host's run: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _git(tree: Path, *args: str) -> str:
+    cmd = ["git", "-c", "user.name=isobench", "-c", "user.email=isobench@localhost", *args]
+    return subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=True).stdout
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, spec: DockerRuntimeSpec) -> None:
+        self.spec = spec
+        try:
+            self.client = docker.from_env(timeout=600)
+        except DockerException as exc:
+            raise _infra(f"cannot reach the Docker engine: {exc}") from exc
+
+    def _base_ref(self, job: ArmJob) -> str:
+        commit = job.commit
+        return self.spec.image_template.format(
+            commit=commit, commit12=commit[:12], task=job.task.task_id
+        )
+
+    def _base_id(self, job: ArmJob) -> str:
+        ref = self._base_ref(job)
+        try:
+            return self.client.images.get(ref).id
+        except ImageNotFound as exc:
+            raise _infra(f"image {ref} not found on this host", str(exc)) from exc
+        except APIError as exc:
+            raise _infra(f"Docker engine error looking up {ref}: {exc}") from exc
+
+    def identity(self, job: ArmJob) -> str:
+        try:
+            base = self._base_id(job)
+        except StepFailure:
+            return f"missing:{self._base_ref(job)}"
+        return base if job.patch is None else f"{base}+patch:{job.patch.sha256[:16]}"
+
+    def prepare(self, job: ArmJob) -> Prepared:
+        base = self._base_id(job)
+        if job.patch is None:
+            return Prepared(image_ref=self._base_ref(job), image_digest=base, cache_hit=True)
+        tag = f"{AGENT_REPOSITORY}:{base.removeprefix('sha256:')[:12]}-{job.patch.sha256[:12]}"
+        digest = f"{base}+patch:{job.patch.sha256[:16]}"
+        try:
+            self.client.images.get(tag)
+            return Prepared(image_ref=tag, image_digest=digest, cache_hit=True)
+        except ImageNotFound:
+            pass
+        scratch = Path(self.spec.workdir) / "builds" / safe_name(tag)
+        tree = self._source_tree(base, scratch)
+        applied = apply_patch(
+            tree, (job.patch.diff or "").encode(), max_bytes=self.spec.max_patch_bytes
+        )
+        changed = [p for p in _git(tree, "diff", "--name-only").splitlines() if p]
+        changed += [
+            p for p in _git(tree, "ls-files", "--others", "--exclude-standard").splitlines() if p
+        ]
+        deleted = [
+            p for p in _git(tree, "diff", "--name-only", "--diff-filter=D").splitlines() if p
+        ]
+        log = self._build(base, tree, sorted(set(changed) - set(deleted)), deleted, tag, job)
+        return Prepared(
+            image_ref=tag,
+            image_digest=digest,
+            apply_method=applied.method,
+            flags=applied.flags,
+            logs={"patch": applied.log, "build": log},
+        )
+
+    def _source_tree(self, image: str, scratch: Path) -> Path:
+        """The image's source tree, copied out into a fresh git repository."""
+        if scratch.exists():
+            subprocess.run(["rm", "-rf", str(scratch)], check=True)
+        scratch.mkdir(parents=True)
+        try:
+            holder = self.client.containers.create(image, command=["true"], network_mode="none")
+        except APIError as exc:
+            raise _infra(f"cannot create a container of {image}: {exc}") from exc
+        try:
+            stream, _stat = holder.get_archive(self.spec.source_root)
+            data = b"".join(stream)
+        except NotFound as exc:
+            raise StepFailure(
+                OutcomeRecord(
+                    outcome=Outcome.BUILD_FAILED,
+                    reason=f"the image has no {self.spec.source_root} to patch",
+                    evidence=str(exc),
+                )
+            ) from exc
+        finally:
+            holder.remove(force=True)
+        top = Path(self.spec.source_root).name
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(scratch, filter="data")
+        tree = scratch / top
+        _git(tree, "init", "--quiet")
+        _git(tree, "add", "-A")
+        _git(tree, "commit", "--quiet", "--allow-empty", "-m", "image source tree")
+        return tree
+
+    def _build(
+        self, base: str, tree: Path, changed: list[str], deleted: list[str], tag: str, job: ArmJob
+    ) -> str:
+        root = self.spec.source_root.rstrip("/")
+        lines = [f"FROM {base}", f'LABEL isobench.patch="{job.patch.sha256 if job.patch else ""}"']
+        if changed:
+            lines.append(f"COPY files/ {root}/")
+        if deleted:
+            lines.append("RUN rm -f " + " ".join(f"{root}/{p}" for p in deleted))
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            dockerfile = ("\n".join(lines) + "\n").encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+            for rel in changed:
+                tar.add(str(tree / rel), arcname=f"files/{rel}")
+        context.seek(0)
+        log: list[str] = []
+        try:
+            _image, output = self.client.images.build(
+                fileobj=context, custom_context=True, tag=tag, rm=True, network_mode="none"
+            )
+            log = [chunk.get("stream", "") for chunk in output if isinstance(chunk, dict)]
+        except BuildError as exc:
+            text = "".join(c.get("stream", "") or c.get("error", "") for c in exc.build_log)
+            raise StepFailure(
+                OutcomeRecord(
+                    outcome=Outcome.BUILD_FAILED,
+                    reason=f"image build failed: {exc.msg}",
+                    evidence=text[-2000:],
+                ),
+                {"build": text},
+            ) from exc
+        except APIError as exc:
+            raise _infra(f"Docker engine error while building: {exc}") from exc
+        return "".join(log)
+
+    def _command(self, job: ArmJob, port: int) -> list[str]:
+        values = {"python": "python3", "port": str(port), "model": job.task.model or ""}
+        return [part.format(**values) for part in self.spec.server_command]
+
+    def start_server(self, job: ArmJob, prepared: Prepared, port: int) -> ServerInfo:
+        kwargs: dict[str, object] = {}
+        if self.spec.device_ids:
+            kwargs["device_requests"] = [
+                DeviceRequest(device_ids=list(self.spec.device_ids), capabilities=[["gpu"]])
+            ]
+        if self.spec.model_cache:
+            kwargs["volumes"] = {
+                self.spec.model_cache: {"bind": self.spec.model_cache_target, "mode": "ro"}
+            }
+        try:
+            container = self.client.containers.run(
+                prepared.image_ref,
+                self._command(job, port),
+                detach=True,
+                network_mode="host",
+                working_dir=self.spec.source_root,
+                shm_size=self.spec.shm_size,
+                labels={LABEL_KEY: job.run_label, OWNER_KEY: _owner()},
+                name=f"isobench-{safe_name(job.name)}-{port}",
+                **kwargs,
+            )
+        except APIError as exc:
+            raise _infra(f"cannot start a container of {prepared.image_ref}: {exc}") from exc
+        return ServerInfo(url=f"http://127.0.0.1:{port}", handle=container.id)
+
+    def exit_code(self, server: ServerInfo) -> int | None:
+        try:
+            container = self.client.containers.get(server.handle)
+        except NotFound:
+            return -1
+        if container.status in ("exited", "dead"):
+            return int(container.attrs["State"]["ExitCode"])
+        return None
+
+    def logs(self, server: ServerInfo) -> str:
+        try:
+            raw = self.client.containers.get(server.handle).logs(tail=LOG_TAIL_LINES)
+        except NotFound:
+            return ""
+        return raw.decode("utf-8", "replace")
+
+    def stop_server(self, server: ServerInfo) -> None:
+        try:
+            container = self.client.containers.get(server.handle)
+        except NotFound:
+            return
+        with contextlib.suppress(APIError):  # already stopping or gone: removal settles it
+            container.stop(timeout=STOP_GRACE_S)
+        with contextlib.suppress(NotFound):
+            container.remove(force=True)
+
+    def sweep_stale(self, keep_label: str) -> list[str]:
+        removed: list[str] = []
+        for container in self.client.containers.list(all=True, filters={"label": LABEL_KEY}):
+            labels = container.labels
+            if labels.get(LABEL_KEY) == keep_label or _owner_alive(labels.get(OWNER_KEY, "")):
+                continue
+            container.remove(force=True)
+            removed.append(container.id)
+        return removed
