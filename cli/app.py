@@ -520,7 +520,25 @@ def loadgen(
 @app.command("sweep")
 def sweep_command(
     ctx: typer.Context,
-    repo: Annotated[Path, typer.Option(help="A git repository holding the tasks' commits.")],
+    repo: Annotated[
+        Path | None, typer.Option(help="process runtime: a git repository of the tasks' commits.")
+    ] = None,
+    runtime: Annotated[str, typer.Option(help="process or docker")] = "process",
+    image_template: Annotated[
+        str | None,
+        typer.Option(
+            help="docker runtime: baseline/human image of a commit, e.g. 'vllm:{commit12}'."
+        ),
+    ] = None,
+    source_root: Annotated[
+        str, typer.Option(help="docker runtime: the code under test inside the image.")
+    ] = "/workspace",
+    device: Annotated[
+        list[str] | None, typer.Option(help="docker runtime: GPU ids to pin (repeatable).")
+    ] = None,
+    model_cache: Annotated[
+        Path | None, typer.Option(help="docker runtime: model cache, mounted read-only.")
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Checkouts, server logs and pid files.")] = Path(
         "isobench-work"
     ),
@@ -538,8 +556,9 @@ def sweep_command(
     server_start_timeout: float = 300.0,
     benchmark_timeout: float = 900.0,
 ) -> None:
-    """Measure every task's baseline, human and agent arms with the process runtime."""
+    """Measure every task's baseline, human and agent arms (process or docker runtime)."""
     from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.runtimes.docker import DockerRuntimeSpec
     from isobench.runtimes.process import ProcessRuntimeSpec
 
     if preset not in WORKLOAD_PRESETS:
@@ -548,12 +567,28 @@ def sweep_command(
     if repeats is not None:
         config = config.model_copy(update={"repeats": repeats})
     url = _ready_url(ctx)
-    spec = ProcessRuntimeSpec(
-        repo=str(repo.resolve()),
-        workdir=str(workdir.resolve()),
-        server_command=shlex.split(server_command),
-        max_patch_bytes=_settings(ctx).max_patch_bytes,
-    )
+    common = {
+        "workdir": str(workdir.resolve()),
+        "server_command": shlex.split(server_command),
+        "max_patch_bytes": _settings(ctx).max_patch_bytes,
+    }
+    spec: ProcessRuntimeSpec | DockerRuntimeSpec
+    if runtime == "docker":
+        if not image_template:
+            raise typer.BadParameter("--image-template is required for the docker runtime")
+        spec = DockerRuntimeSpec(
+            image_template=image_template,
+            source_root=source_root,
+            device_ids=device,
+            model_cache=str(model_cache.resolve()) if model_cache else None,
+            **common,
+        )
+    elif runtime == "process":
+        if repo is None:
+            raise typer.BadParameter("--repo is required for the process runtime")
+        spec = ProcessRuntimeSpec(repo=str(repo.resolve()), **common)
+    else:
+        raise typer.BadParameter("--runtime must be process or docker")
     results = sweep(
         runtime=spec,
         config=config,
