@@ -22,7 +22,7 @@ from prefect import flow, get_client
 from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from isobench.models.domain import Arm, BenchmarkConfig, RunRecord, Task
 from isobench.models.metrics import Metrics
@@ -318,7 +318,20 @@ def _prepare_run(spec: RuntimeSpec, gpus: list[str]) -> str:
     return label
 
 
-@flow(name="sweep", flow_run_name="sweep {config.config_hash}", log_prints=True)
+def stop_run_servers(_flow: object, run: object, _state: object) -> None:
+    """Cancellation and crash hook: a cancel does not reach servers (containers are dockerd's
+    children, processes have their own group), so stop every server of this run here."""
+    spec = TypeAdapter(RuntimeSpec).validate_python(run.parameters["runtime"])  # type: ignore[attr-defined]
+    make_runtime(spec).stop_labelled(str(run.id))  # type: ignore[attr-defined]
+
+
+@flow(
+    name="sweep",
+    flow_run_name="sweep {config.config_hash}",
+    log_prints=True,
+    on_cancellation=[stop_run_servers],
+    on_crashed=[stop_run_servers],
+)
 def sweep(
     runtime: RuntimeSpec,
     config: BenchmarkConfig,
@@ -348,7 +361,13 @@ def sweep(
     return [summary(r) for r in results]
 
 
-@flow(name="three-way", flow_run_name="three-way {task}", log_prints=True)
+@flow(
+    name="three-way",
+    flow_run_name="three-way {task}",
+    log_prints=True,
+    on_cancellation=[stop_run_servers],
+    on_crashed=[stop_run_servers],
+)
 def three_way(
     task: str,
     runtime: RuntimeSpec,

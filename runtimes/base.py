@@ -89,5 +89,9 @@ class Runtime(ABC):
         """Stop and remove; safe to call twice and on a server that already exited."""
 
     @abstractmethod
+    def stop_labelled(self, label: str) -> list[str]:
+        """Stop every server of one run (a cancelled or crashed flow's clean-up)."""
+
+    @abstractmethod
     def sweep_stale(self, keep_label: str) -> list[str]:
         """Stop servers left by runs that died (not ``keep_label``'s); returns what it stopped."""

@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -268,12 +269,21 @@ class DockerRuntime(Runtime):
         with contextlib.suppress(NotFound):
             container.remove(force=True)
 
-    def sweep_stale(self, keep_label: str) -> list[str]:
+    def _remove_where(self, doomed: Callable[[dict[str, str]], bool]) -> list[str]:
         removed: list[str] = []
         for container in self.client.containers.list(all=True, filters={"label": LABEL_KEY}):
-            labels = container.labels
-            if labels.get(LABEL_KEY) == keep_label or _owner_alive(labels.get(OWNER_KEY, "")):
-                continue
-            container.remove(force=True)
-            removed.append(container.id)
+            if doomed(container.labels):
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+                removed.append(container.id)
         return removed
+
+    def stop_labelled(self, label: str) -> list[str]:
+        return self._remove_where(lambda labels: labels.get(LABEL_KEY) == label)
+
+    def sweep_stale(self, keep_label: str) -> list[str]:
+        return self._remove_where(
+            lambda labels: (
+                labels.get(LABEL_KEY) != keep_label and not _owner_alive(labels.get(OWNER_KEY, ""))
+            )
+        )

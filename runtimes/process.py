@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -192,15 +193,24 @@ class ProcessRuntime(Runtime):
         _CHILDREN.pop(pgid, None)
         (self.servers / f"{pgid}.json").unlink(missing_ok=True)
 
-    def sweep_stale(self, keep_label: str) -> list[str]:
+    def _stop_where(self, doomed: Callable[[dict[str, Any]], bool]) -> list[str]:
         stopped: list[str] = []
         if not self.servers.is_dir():
             return stopped
         for record_path in self.servers.glob("*.json"):
             record = json.loads(record_path.read_text())
-            if record["label"] == keep_label or _alive(record["owner"]):
+            if not doomed(record):
                 continue
             self._kill_group(record["pgid"])
+            _CHILDREN.pop(record["pgid"], None)
             record_path.unlink(missing_ok=True)
             stopped.append(str(record["pgid"]))
         return stopped
+
+    def stop_labelled(self, label: str) -> list[str]:
+        return self._stop_where(lambda record: record["label"] == label)
+
+    def sweep_stale(self, keep_label: str) -> list[str]:
+        return self._stop_where(
+            lambda record: record["label"] != keep_label and not _alive(record["owner"])
+        )

@@ -143,3 +143,16 @@ def test_strays_of_a_dead_run_are_swept(demo, tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not alive(int(server.handle))
     assert not record_path.exists()
+
+
+def test_stop_labelled_stops_one_runs_servers(demo, tmp_path: Path) -> None:
+    rt = runtime(demo, tmp_path)
+    mine = job(demo).model_copy(update={"run_label": "cancelled-run"})
+    other = job(demo, Arm.HUMAN).model_copy(update={"run_label": "other-run"})
+    a = rt.start_server(mine, rt.prepare(mine), free_port())
+    b = rt.start_server(other, rt.prepare(other), free_port())
+    try:
+        assert rt.stop_labelled("cancelled-run") == [a.handle]
+        assert rt.exit_code(a) is not None and rt.exit_code(b) is None
+    finally:
+        rt.stop_server(b)
