@@ -15,6 +15,7 @@ class Flag(StrEnum):
     SYMLINK = "symlink"
     # Found in a run's log or record.
     PARTIAL_APPLY = "partial_apply"  # hunks failed and the patch was forced through
+    NOT_APPLIED_OUTSIDE_PACKAGE = "not_applied_outside_package"  # by the task's rule, recorded
     MODEL_OVERRIDE = "model_override"  # the harness served another model than the task's
     ENVIRONMENT_MODIFIED = "environment_modified"  # packages or files changed at run time
     STATUS_DISAGREES = "status_disagrees"  # the record's own status says otherwise

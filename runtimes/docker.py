@@ -22,16 +22,28 @@ from pathlib import Path
 from typing import Literal
 
 import docker
-from docker.errors import APIError, BuildError, DockerException, ImageNotFound, NotFound
+from docker.errors import (
+    APIError,
+    BuildError,
+    ContainerError,
+    DockerException,
+    ImageNotFound,
+    NotFound,
+)
 from docker.types import DeviceRequest
 from pydantic import BaseModel, Field
 
+from isobench.models.flags import Flag
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.runtimes.base import LABEL_KEY, ArmJob, Prepared, Runtime, ServerInfo, safe_name
 from isobench.tasks.patch_apply import StepFailure, apply_patch
+from isobench.tasks.patch_check import split_patch
 
 OWNER_KEY = "isobench.owner"
 AGENT_REPOSITORY = "isobench-agent"
+# Kept on the agent image, so a cache hit still tells how the patch was applied.
+APPLY_LABEL = "isobench.apply_method"
+FLAGS_LABEL = "isobench.flags"
 STOP_GRACE_S = 10
 LOG_TAIL_LINES = 5000
 DEFAULT_COMMAND = ["vllm", "serve", "{model}", "--host", "127.0.0.1", "--port", "{port}"]
@@ -43,6 +55,19 @@ class DockerRuntimeSpec(BaseModel):
         description="The baseline/human image of a commit: {commit}, {commit12}, {task}."
     )
     source_root: str = Field("/workspace", description="The code under test inside the image.")
+    package: str | None = Field(
+        None,
+        description="Release images install the code as a package (vllm) instead of keeping a "
+        "checkout: found by importing it inside the image; the patch's files under "
+        "'<package>/' are applied there.",
+    )
+    outside_package: Literal["refuse", "record"] = Field(
+        "refuse",
+        description="Hunks on files outside the package (csrc/, CMake, setup.py, tests/, "
+        "benchmarks/): refuse the patch, or apply the rest and record them as not applied. "
+        "Rebuilding from source is the slow path, done by building the image from the "
+        "patched commit outside isobench.",
+    )
     server_command: list[str] = Field(default_factory=lambda: list(DEFAULT_COMMAND))
     workdir: str = Field(description="Build contexts and scratch trees.")
     device_ids: list[str] | None = Field(None, description="GPU ids to pin; None: no GPU.")
@@ -119,15 +144,26 @@ class DockerRuntime(Runtime):
         tag = f"{AGENT_REPOSITORY}:{base.removeprefix('sha256:')[:12]}-{job.patch.sha256[:12]}"
         digest = f"{base}+patch:{job.patch.sha256[:16]}"
         try:
-            self.client.images.get(tag)
-            return Prepared(image_ref=tag, image_digest=digest, cache_hit=True)
+            labels = self.client.images.get(tag).labels or {}
+            return Prepared(
+                image_ref=tag,
+                image_digest=digest,
+                apply_method=labels.get(APPLY_LABEL),
+                flags=[f for f in labels.get(FLAGS_LABEL, "").split(",") if f],
+                cache_hit=True,
+            )
         except ImageNotFound:
             pass
         scratch = Path(self.spec.workdir) / "builds" / safe_name(tag)
-        tree = self._source_tree(base, scratch)
-        applied = apply_patch(
-            tree, (job.patch.diff or "").encode(), max_bytes=self.spec.max_patch_bytes
-        )
+        diff, skipped, root = job.patch.diff or "", [], self.spec.source_root
+        if self.spec.package:
+            root = str(Path(self._package_dir(base)).parent)
+            diff, skipped = self._package_part(diff)
+        tree = self._source_tree(base, scratch, root, self.spec.package)
+        applied = apply_patch(tree, diff.encode(), max_bytes=self.spec.max_patch_bytes)
+        flags = list(applied.flags)
+        if skipped:
+            flags.append(str(Flag.NOT_APPLIED_OUTSIDE_PACKAGE))
         changed = [p for p in _git(tree, "diff", "--name-only").splitlines() if p]
         changed += [
             p for p in _git(tree, "ls-files", "--others", "--exclude-standard").splitlines() if p
@@ -135,17 +171,62 @@ class DockerRuntime(Runtime):
         deleted = [
             p for p in _git(tree, "diff", "--name-only", "--diff-filter=D").splitlines() if p
         ]
-        log = self._build(base, tree, sorted(set(changed) - set(deleted)), deleted, tag, job)
+        labels = {APPLY_LABEL: applied.method, FLAGS_LABEL: ",".join(flags)}
+        files = sorted(set(changed) - set(deleted))
+        log = self._build(base, tree, root, files, deleted, tag, job.patch.sha256, labels)
+        patch_log = applied.log
+        if skipped:
+            patch_log += "\nnot applied (outside the package): " + ", ".join(skipped)
         return Prepared(
             image_ref=tag,
             image_digest=digest,
             apply_method=applied.method,
-            flags=applied.flags,
-            logs={"patch": applied.log, "build": log},
+            flags=flags,
+            logs={"patch": patch_log, "build": log},
         )
 
-    def _source_tree(self, image: str, scratch: Path) -> Path:
-        """The image's source tree, copied out into a fresh git repository."""
+    def _package_dir(self, image: str) -> str:
+        """Where the image's Python installed ``package``, found by importing it there."""
+        probe = (
+            "import importlib.util, os; "
+            f"print(os.path.dirname(importlib.util.find_spec({self.spec.package!r}).origin))"
+        )
+        try:
+            out = self.client.containers.run(
+                image, ["python3", "-c", probe], remove=True, network_mode="none"
+            )
+        except ContainerError as exc:
+            raise StepFailure(
+                OutcomeRecord(
+                    outcome=Outcome.BUILD_FAILED,
+                    reason=f"package {self.spec.package} cannot be found in the image",
+                    evidence=(exc.stderr or b"").decode("utf-8", "replace")[-2000:],
+                )
+            ) from exc
+        except APIError as exc:
+            raise _infra(f"cannot run a container of {image}: {exc}") from exc
+        return out.decode().strip().splitlines()[-1]
+
+    def _package_part(self, diff: str) -> tuple[str, list[str]]:
+        """The patch's sections inside the package, and the files it leaves out."""
+        prefix = f"{self.spec.package}/"
+        sections = split_patch(diff)
+        inside = [text for path, text in sections if path.startswith(prefix)]
+        outside = sorted({path for path, _ in sections if not path.startswith(prefix)})
+        if outside and self.spec.outside_package == "refuse":
+            raise StepFailure(
+                OutcomeRecord(
+                    outcome=Outcome.PATCH_FAILED,
+                    reason=f"patch changes files outside the installed {self.spec.package} "
+                    f"package ({', '.join(outside)}); the image holds no source for them",
+                    evidence="\n".join(outside),
+                )
+            )
+        return "".join(inside), outside
+
+    def _source_tree(self, image: str, scratch: Path, root: str, package: str | None) -> Path:
+        """The image's source tree (or its installed package), copied out into a fresh git
+        repository whose paths match the patch's."""
         if scratch.exists():
             subprocess.run(["rm", "-rf", str(scratch)], check=True)
         scratch.mkdir(parents=True)
@@ -154,32 +235,43 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             raise _infra(f"cannot create a container of {image}: {exc}") from exc
         try:
-            stream, _stat = holder.get_archive(self.spec.source_root)
+            stream, _stat = holder.get_archive(f"{root}/{package}" if package else root)
             data = b"".join(stream)
         except NotFound as exc:
             raise StepFailure(
                 OutcomeRecord(
                     outcome=Outcome.BUILD_FAILED,
-                    reason=f"the image has no {self.spec.source_root} to patch",
+                    reason=f"the image has no {root} to patch",
                     evidence=str(exc),
                 )
             ) from exc
         finally:
             holder.remove(force=True)
-        top = Path(self.spec.source_root).name
+        # The archive's top folder is the copied one: the package's own name, or the root's.
+        tree = scratch / "tree"
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(scratch, filter="data")
-        tree = scratch / top
+            tar.extractall(tree if package else scratch, filter="data")
+        if not package:
+            (scratch / Path(root).name).rename(tree)
         _git(tree, "init", "--quiet")
         _git(tree, "add", "-A")
         _git(tree, "commit", "--quiet", "--allow-empty", "-m", "image source tree")
         return tree
 
     def _build(
-        self, base: str, tree: Path, changed: list[str], deleted: list[str], tag: str, job: ArmJob
+        self,
+        base: str,
+        tree: Path,
+        root: str,
+        changed: list[str],
+        deleted: list[str],
+        tag: str,
+        patch_sha: str,
+        labels: dict[str, str],
     ) -> str:
-        root = self.spec.source_root.rstrip("/")
-        lines = [f"FROM {base}", f'LABEL isobench.patch="{job.patch.sha256 if job.patch else ""}"']
+        root = root.rstrip("/")
+        lines = [f"FROM {base}", f'LABEL isobench.patch="{patch_sha}"']
+        lines += [f'LABEL {key}="{value}"' for key, value in labels.items()]
         if changed:
             lines.append(f"COPY files/ {root}/")
         if deleted:

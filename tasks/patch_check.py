@@ -113,3 +113,21 @@ def inspect_patch(data: bytes, *, max_bytes: int) -> PatchInspection:
     return PatchInspection(
         **common, status=PatchStatus.OK, files_touched=files, hunks=hunks, flags=flags
     )
+
+
+def split_patch(text: str) -> list[tuple[str, str]]:
+    """The per-file sections of a unified diff, each with the path it changes."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("diff --git ")]
+    if not starts:
+        starts = [
+            i
+            for i, ln in enumerate(lines)
+            if ln.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+        ]
+    sections: list[tuple[str, str]] = []
+    for begin, end in zip(starts, [*starts[1:], len(lines)], strict=True):
+        chunk = "".join(lines[begin:end])
+        paths = _touched_files(chunk.encode())
+        sections.append((paths[0] if paths else "", chunk))
+    return sections

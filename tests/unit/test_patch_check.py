@@ -87,3 +87,19 @@ def test_twenty_megabyte_patch_is_too_large() -> None:
     assert found.status is PatchStatus.TOO_LARGE
     assert "21.0 MB" in found.reason and "5.2 MB" in found.reason
     assert found.size_bytes == len(big)
+
+
+def test_split_patch_by_file() -> None:
+    from isobench.tasks.patch_check import split_patch
+
+    two = GOOD.decode() + (
+        "diff --git a/csrc/k.cu b/csrc/k.cu\n--- a/csrc/k.cu\n+++ b/csrc/k.cu\n"
+        "@@ -1 +1 @@\n-a\n+b\n"
+    )
+    sections = split_patch(two)
+    assert [path for path, _ in sections] == ["vllm/utils.py", "csrc/k.cu"]
+    assert "".join(text for _, text in sections) == two
+    plain = (
+        "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n--- a/y.py\n+++ b/y.py\n@@ -1 +1 @@\n-c\n+d\n"
+    )
+    assert [path for path, _ in split_patch(plain)] == ["x.py", "y.py"]
