@@ -54,6 +54,27 @@ if __name__ == "__main__":
 '''
 
 
+# The repository's own benchmark script, as vLLM keeps benchmarks/benchmark_serving.py.
+BENCHMARK_SCRIPT = '''"""The demo's own serving benchmark: prints vLLM's result block."""
+
+import argparse
+
+from isobench.models.domain import BenchmarkConfig
+from isobench.tasks.loadgen import Target, run
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--port", type=int, default=8000)
+parser.add_argument("--num-prompts", type=int, default=16)
+args = parser.parse_args()
+config = BenchmarkConfig(
+    input_len=64, output_len=32, num_prompts=args.num_prompts, request_rate=None, max_concurrency=8
+)
+print(run(config, Target(f"http://{args.host}:{args.port}")).block())
+'''
+BENCHMARK_COMMAND = "python benchmark.py --num-prompts 16"
+
+
 def _server(step: str, per_seq: str = "0.5") -> str:
     return SERVER.format(step=step, per_seq=per_seq, model=MODEL)
 
@@ -127,7 +148,8 @@ def build_demo_repo(path: Path) -> DemoRepo:
         path.mkdir(parents=True, exist_ok=True)
         _git(path, "init", "--quiet", "--initial-branch=main")
         (path / "README.md").write_text("isobench demo: a simulated inference server.\n")
-        _git(path, "add", "README.md")
+        (path / "benchmark.py").write_text(BENCHMARK_SCRIPT)
+        _git(path, "add", "README.md", "benchmark.py")
         _commit(path, _server("12.0"), "Simulated server: decode step 12 ms")
         _commit(path, _server("8.0"), "Faster decode step (the human optimization)")
     human = _git(path, "rev-parse", "main")
@@ -145,7 +167,7 @@ def build_demo_repo(path: Path) -> DemoRepo:
         model=MODEL,
         benchmark=BenchmarkSpec(
             kind=BenchmarkKind.SERVING,
-            command="python server.py --port PORT",
+            command=BENCHMARK_COMMAND,
             mode_as_given="serving",
         ),
         notes="isobench demo task: the simulated server, slow parent, faster human commit",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,7 +25,14 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, TypeAdapter
 
-from isobench.models.domain import Arm, BenchmarkConfig, RunRecord, Task
+from isobench.models.domain import (
+    Arm,
+    BenchmarkClient,
+    BenchmarkConfig,
+    BenchmarkKind,
+    RunRecord,
+    Task,
+)
 from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.models.settings import Settings
@@ -33,6 +41,7 @@ from isobench.runtimes.factory import RuntimeSpec, make_runtime
 from isobench.store import repository
 from isobench.store.engine import session_scope
 from isobench.tasks import steps
+from isobench.tasks.loadgen import CLIENT_NAME
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.server_start import free_port
 
@@ -166,7 +175,11 @@ def _record(
         image_digest=prepared.image_digest if prepared else digest,
         orchestration_run_id=str(flow_run.id) if flow_run.id else None,
         model=model,
-        client="isobench-loadgen",
+        client=(
+            job.task.benchmark.command
+            if job.config.client is BenchmarkClient.SCRIPT
+            else CLIENT_NAME
+        ),
         flags=sorted(set(flags)),
         step_timings=timings,
         logs={k: v for k, v in logs.items() if v},
@@ -207,19 +220,7 @@ def _measure_arm(
         logs.update(prepared.logs)
         lap("image-build-wait")
         with concurrency(gpu_limit_name(gpu), occupy=1, strict=True):
-            server, model = steps.start_server(
-                spec, job, prepared, free_port(), timeouts.server_start_s
-            )
-            lap("server-start")
-            try:
-                result_json = steps.benchmark(job, server, model, job.config, timeouts.benchmark_s)
-                logs["client"] = result_json
-                lap("benchmark")
-            finally:
-                logs["server"] = steps.stop_server(spec, job, server)
-                lap("server-stop")
-        metrics = steps.parse(job, result_json)
-        lap("parse")
+            metrics, model = _run_benchmark(spec, job, prepared, timeouts, logs, lap)
         outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
     except StepFailure as failure:
         outcome = failure.outcome
@@ -244,6 +245,42 @@ def _measure_arm(
     return ArmResult(
         job, outcome.outcome, outcome.reason, False, run_id, metrics.flat() if metrics else {}
     )
+
+
+def _run_benchmark(
+    spec: RuntimeSpec,
+    job: ArmJob,
+    prepared: Prepared,
+    timeouts: Timeouts,
+    logs: dict[str, str],
+    lap: Callable[[str], None],
+) -> tuple[Metrics, str | None]:
+    """Server start, benchmark, server stop, parse; the server is stopped whatever happens.
+    The task's own script runs without a server for the offline kinds."""
+    script = job.config.client is BenchmarkClient.SCRIPT
+    if script and job.task.benchmark.kind in (BenchmarkKind.THROUGHPUT, BenchmarkKind.LATENCY):
+        output = steps.benchmark_script(spec, job, prepared, None, timeouts.benchmark_s)
+        logs["client"] = output
+        lap("benchmark")
+        metrics = steps.parse_script_output(job, output)
+        lap("parse")
+        return metrics, None
+    port = free_port()
+    server, model = steps.start_server(spec, job, prepared, port, timeouts.server_start_s)
+    lap("server-start")
+    try:
+        if script:
+            output = steps.benchmark_script(spec, job, prepared, port, timeouts.benchmark_s)
+        else:
+            output = steps.benchmark(job, server, model, job.config, timeouts.benchmark_s)
+        logs["client"] = output
+        lap("benchmark")
+    finally:
+        logs["server"] = steps.stop_server(spec, job, server)
+        lap("server-stop")
+    metrics = steps.parse_script_output(job, output) if script else steps.parse(job, output)
+    lap("parse")
+    return metrics, model
 
 
 def _build_or_check(spec: RuntimeSpec, job: ArmJob, settings: Settings) -> PrefectFuture[Prepared]:

@@ -121,6 +121,11 @@ class Endpoint(StrEnum):
     CHAT = "chat"  # /v1/chat/completions
 
 
+class BenchmarkClient(StrEnum):
+    LOADGEN = "loadgen"  # isobench's own load generator: the same client for every arm
+    SCRIPT = "script"  # the task's own benchmark command, run with the image's code
+
+
 class BenchmarkConfig(BaseModel):
     """How an arm is measured. Its ``config_hash`` names the measurement for reuse and reports.
 
@@ -131,6 +136,7 @@ class BenchmarkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: BenchmarkKind = BenchmarkKind.SERVING
+    client: BenchmarkClient = BenchmarkClient.LOADGEN
     endpoint: Endpoint = Endpoint.COMPLETIONS
     input_len: int = Field(1000, ge=1)
     input_range_ratio: float = Field(

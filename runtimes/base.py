@@ -63,6 +63,11 @@ class ServerInfo(BaseModel):
     log_path: str | None = None
 
 
+class CommandResult(BaseModel):
+    exit_code: int | None  # None: killed at the timeout
+    output: str
+
+
 class Runtime(ABC):
     name: str
 
@@ -87,6 +92,13 @@ class Runtime(ABC):
     @abstractmethod
     def stop_server(self, server: ServerInfo) -> None:
         """Stop and remove; safe to call twice and on a server that already exited."""
+
+    @abstractmethod
+    def run_command(
+        self, job: ArmJob, prepared: Prepared, args: list[str], timeout_s: float
+    ) -> CommandResult:
+        """Run a command with the arm's code (a benchmark script), killed at the timeout.
+        ``{python}`` in ``args`` is the runtime's interpreter."""
 
     @abstractmethod
     def stop_labelled(self, label: str) -> list[str]:

@@ -32,10 +32,20 @@ from docker.errors import (
 )
 from docker.types import DeviceRequest
 from pydantic import BaseModel, Field
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
 
 from isobench.models.flags import Flag
 from isobench.models.outcomes import Outcome, OutcomeRecord
-from isobench.runtimes.base import LABEL_KEY, ArmJob, Prepared, Runtime, ServerInfo, safe_name
+from isobench.runtimes.base import (
+    LABEL_KEY,
+    ArmJob,
+    CommandResult,
+    Prepared,
+    Runtime,
+    ServerInfo,
+    safe_name,
+)
 from isobench.tasks.patch_apply import StepFailure, apply_patch
 from isobench.tasks.patch_check import split_patch
 
@@ -309,7 +319,7 @@ class DockerRuntime(Runtime):
         values = {"python": "python3", "port": str(port), "model": job.task.model or ""}
         return [part.format(**values) for part in self.spec.server_command]
 
-    def start_server(self, job: ArmJob, prepared: Prepared, port: int) -> ServerInfo:
+    def _run_options(self) -> dict[str, object]:
         kwargs: dict[str, object] = {}
         if self.spec.device_ids:
             kwargs["device_requests"] = [
@@ -319,6 +329,38 @@ class DockerRuntime(Runtime):
             kwargs["volumes"] = {
                 self.spec.model_cache: {"bind": self.spec.model_cache_target, "mode": "ro"}
             }
+        return kwargs
+
+    def run_command(
+        self, job: ArmJob, prepared: Prepared, args: list[str], timeout_s: float
+    ) -> CommandResult:
+        argv = [a.replace("{python}", "python3") for a in args]
+        try:
+            container = self.client.containers.run(
+                prepared.image_ref,
+                argv,
+                detach=True,
+                network_mode="host",
+                working_dir=self.spec.source_root,
+                shm_size=self.spec.shm_size,
+                labels={LABEL_KEY: job.run_label, OWNER_KEY: _owner()},
+                **self._run_options(),
+            )
+        except APIError as exc:
+            raise _infra(f"cannot start a container of {prepared.image_ref}: {exc}") from exc
+        try:
+            code: int | None = int(container.wait(timeout=timeout_s)["StatusCode"])
+        except (ReadTimeout, RequestsConnectionError):
+            code = None  # the timeout: killed below
+        try:
+            output = container.logs().decode("utf-8", "replace")
+        finally:
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
+        return CommandResult(exit_code=code, output=output)
+
+    def start_server(self, job: ArmJob, prepared: Prepared, port: int) -> ServerInfo:
+        kwargs = self._run_options()
         try:
             container = self.client.containers.run(
                 prepared.image_ref,

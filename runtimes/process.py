@@ -18,7 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from isobench.models.outcomes import Outcome, OutcomeRecord
-from isobench.runtimes.base import ArmJob, Prepared, Runtime, ServerInfo, safe_name
+from isobench.runtimes.base import (
+    ArmJob,
+    CommandResult,
+    Prepared,
+    Runtime,
+    ServerInfo,
+    safe_name,
+)
 from isobench.tasks.patch_apply import StepFailure, apply_patch
 
 READY_MARK = ".isobench-prepared.json"
@@ -117,6 +124,28 @@ class ProcessRuntime(Runtime):
         )
         mark.write_text(prepared.model_dump_json())
         return prepared
+
+    def run_command(
+        self, job: ArmJob, prepared: Prepared, args: list[str], timeout_s: float
+    ) -> CommandResult:
+        argv = [a.replace("{python}", sys.executable) for a in args]
+        env = {**os.environ, "ISOBENCH_RUN_LABEL": job.run_label, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            argv,
+            cwd=prepared.image_ref,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+            return CommandResult(exit_code=proc.returncode, output=out.decode("utf-8", "replace"))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return CommandResult(exit_code=None, output=out.decode("utf-8", "replace"))
 
     def _command(self, job: ArmJob, port: int) -> list[str]:
         values = {"python": sys.executable, "port": str(port), "model": job.task.model or ""}

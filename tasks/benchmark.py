@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import statistics
 
-from isobench.models.domain import BenchmarkConfig
+from isobench.models.domain import BenchmarkConfig, Task
 from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
+from isobench.runtimes.base import ArmJob, Prepared, Runtime
+from isobench.tasks.classify import classify_log, measured_outcome
 from isobench.tasks.loadgen import LoadgenError, LoadgenResult, Target, run_load
-from isobench.tasks.parse import parse_results
+from isobench.tasks.parse import parse_output, parse_results
 from isobench.tasks.patch_apply import StepFailure
 
 SPREAD_KEYS = ("request_throughput", "output_throughput", "median_ttft_ms", "median_itl_ms")
@@ -103,3 +106,68 @@ def parse_benchmark(result_json: str) -> Metrics:
             )
         )
     return aggregate(found)
+
+
+def script_command(task: Task, port: int | None) -> list[str]:
+    """The task's own benchmark command: its interpreter is the runtime's, and a serving
+    script is pointed at the arm's server."""
+    if not task.benchmark.command:
+        raise StepFailure(
+            OutcomeRecord(
+                outcome=Outcome.BENCHMARK_FAILED,
+                reason=f"task {task.task_id} has no benchmark command to run",
+            )
+        )
+    args = shlex.split(task.benchmark.command)
+    if args and args[0] in ("python", "python3"):
+        args[0] = "{python}"
+    if port is not None:
+        args += ["--host", "127.0.0.1", "--port", str(port)]
+    return args
+
+
+def run_script(
+    runtime: Runtime, job: ArmJob, prepared: Prepared, port: int | None, timeout_s: float
+) -> str:
+    """Run the task's benchmark script with the arm's code; its whole output, or StepFailure."""
+    args = script_command(job.task, port)
+    done = runtime.run_command(job, prepared, args, timeout_s)
+    if done.exit_code is None:
+        raise StepFailure(
+            OutcomeRecord(
+                outcome=Outcome.BENCHMARK_TIMEOUT,
+                reason=f"benchmark script did not finish within {timeout_s:.0f} s",
+                evidence=done.output[-2000:],
+            ),
+            {"client": done.output},
+        )
+    if done.exit_code != 0 and parse_output(done.output).metrics is None:
+        found = classify_log(done.output).outcome
+        reason = found.reason if found.outcome is Outcome.BENCHMARK_FAILED else "no result"
+        raise StepFailure(
+            OutcomeRecord(
+                outcome=Outcome.BENCHMARK_FAILED,
+                reason=f"benchmark script exited with {done.exit_code}: {reason}"[:500],
+                evidence=found.evidence or done.output[-2000:],
+            ),
+            {"client": done.output},
+        )
+    return done.output
+
+
+def parse_script(output: str) -> Metrics:
+    """The parse step for a script's output: every request must have completed."""
+    parsed = parse_output(output)
+    outcome = measured_outcome(parsed) if parsed.metrics is not None else None
+    if parsed.metrics is None or outcome is None:
+        found = classify_log(output).outcome
+        raise StepFailure(
+            OutcomeRecord(
+                outcome=Outcome.NO_METRICS,
+                reason=parsed.reason or found.reason,
+                evidence=found.evidence or output[-2000:],
+            )
+        )
+    if outcome.outcome is not Outcome.SUCCESS:
+        raise StepFailure(outcome)
+    return parsed.metrics

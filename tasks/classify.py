@@ -136,7 +136,7 @@ def _flags(log: _Log) -> list[Flag]:
     return found
 
 
-def _measured(parsed: ParseResult) -> OutcomeRecord | None:
+def measured_outcome(parsed: ParseResult) -> OutcomeRecord | None:
     metrics = parsed.metrics
     if metrics is None:
         return None
@@ -221,7 +221,7 @@ def classify_log(text: str) -> Classification:
             ),
             i,
         )
-    measured = _measured(parsed)
+    measured = measured_outcome(parsed)
     if measured is not None:
         return done(measured, parsed.line if measured.outcome is not Outcome.SUCCESS else None)
     build, infra = log.first(BUILD_FAILED), log.first(INFRA)

@@ -21,7 +21,7 @@ from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.runtimes.base import ArmJob, Prepared, ServerInfo
 from isobench.runtimes.factory import RuntimeSpec, make_runtime
-from isobench.tasks.benchmark import parse_benchmark, run_benchmark
+from isobench.tasks.benchmark import parse_benchmark, parse_script, run_benchmark, run_script
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.patch_check import inspect_patch
 from isobench.tasks.persist import persist_attempt
@@ -102,6 +102,19 @@ def benchmark(
     job: ArmJob, server: ServerInfo, model: str, config: BenchmarkConfig, timeout_s: float
 ) -> str:
     return run_benchmark(server.url, model, config, timeout_s)
+
+
+@task(name="benchmark", task_run_name=_name("benchmark"), cache_policy=NO_CACHE)
+def benchmark_script(
+    spec: RuntimeSpec, job: ArmJob, prepared: Prepared, port: int | None, timeout_s: float
+) -> str:
+    """The task's own benchmark script, against the arm's server (serving) or alone."""
+    return run_script(make_runtime(spec), job, prepared, port, timeout_s)
+
+
+@task(name="parse", task_run_name=_name("parse"), cache_policy=NO_CACHE)
+def parse_script_output(job: ArmJob, output: str) -> Metrics:
+    return parse_script(output)
 
 
 @task(name="server-stop", task_run_name=_name("server-stop"), cache_policy=NO_CACHE)

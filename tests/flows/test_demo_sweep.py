@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from isobench.demo.repo import EXPECTED
-from isobench.demo.run import run_demo
+from isobench.demo.repo import BENCHMARK_COMMAND, EXPECTED, SERVER_COMMAND
+from isobench.demo.run import DEMO_CONFIG, load_demo, run_demo
+from isobench.flows.pipeline import sweep
+from isobench.models.domain import BenchmarkClient
+from isobench.runtimes.process import ProcessRuntimeSpec
 from isobench.store import repository
 from isobench.store.engine import session_scope
 
@@ -101,3 +104,22 @@ def test_sweep_killed_half_way_finishes_the_rest(prefect_api: str, tmp_path: Pat
     assert not list(servers.glob("*.json"))
     for pid in strays:  # a server of the killed run was stopped by the next one
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_sweep_with_the_tasks_own_benchmark_script(prefect_api: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'script.db'}"
+    demo = load_demo(tmp_path / "w", db, max_patch_bytes=10**6)
+    config = DEMO_CONFIG.model_copy(update={"client": BenchmarkClient.SCRIPT, "repeats": 1})
+    spec = ProcessRuntimeSpec(
+        repo=str(demo.path), workdir=str(tmp_path / "w" / "runtime"), server_command=SERVER_COMMAND
+    )
+    results = sweep(runtime=spec, config=config, database_url=db, tasks=[demo.task.task_id])
+    assert _outcomes(results) == {"baseline": "success", "human": "success", **EXPECTED}
+    tput = _throughput(results)
+    assert tput["demo/faster"] > tput["human"] > tput["baseline"]
+    with session_scope(db) as session:
+        human = next(r for r in repository.latest_runs(session=session) if r.arm == "human")
+        assert human.client == BENCHMARK_COMMAND
+        assert "Serving Benchmark Result" in next(
+            log.text for log in human.logs if log.stream == "client"
+        )

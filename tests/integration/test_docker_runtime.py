@@ -171,3 +171,21 @@ def test_containers_are_labelled_stopped_and_swept(
     assert len(swept) == 1
     runtime.stop_server(second)
     assert not docker_client.containers.list(all=True, filters={"label": LABEL_KEY})
+
+
+def test_commands_run_with_the_arms_image_and_are_killed_at_the_timeout(
+    docker_client, pkg_image: str, tmp_path: Path
+) -> None:
+    runtime = DockerRuntime(_spec(tmp_path))
+    job = _job(None, label="cmd")
+    prepared = runtime.prepare(job)
+    done = runtime.run_command(
+        job,
+        prepared,
+        ["{python}", "-c", "import simpkg; print('Avg latency:', simpkg.VALUE, 'seconds')"],
+        60,
+    )
+    assert done.exit_code == 0 and done.output.strip() == "Avg latency: 1 seconds"
+    slow = runtime.run_command(job, prepared, ["python3", "-c", "import time; time.sleep(60)"], 2)
+    assert slow.exit_code is None
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_KEY}=cmd"})

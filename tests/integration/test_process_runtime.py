@@ -14,11 +14,11 @@ import pytest
 
 from isobench.demo.repo import SERVER_COMMAND, build_demo_repo
 from isobench.intake.patches import build_patch
-from isobench.models.domain import Arm, BenchmarkConfig
+from isobench.models.domain import Arm, BenchmarkConfig, BenchmarkKind, BenchmarkSpec
 from isobench.models.outcomes import CrashCause, Outcome
 from isobench.runtimes.base import ArmJob
 from isobench.runtimes.process import ProcessRuntime, ProcessRuntimeSpec
-from isobench.tasks.benchmark import parse_benchmark, run_benchmark
+from isobench.tasks.benchmark import parse_benchmark, parse_script, run_benchmark, run_script
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.server_start import start_and_wait
 from tests.integration.sim import free_port
@@ -156,3 +156,51 @@ def test_stop_labelled_stops_one_runs_servers(demo, tmp_path: Path) -> None:
         assert rt.exit_code(a) is not None and rt.exit_code(b) is None
     finally:
         rt.stop_server(b)
+
+
+def _with_command(arm: ArmJob, kind: BenchmarkKind, command: str) -> ArmJob:
+    task = arm.task.model_copy(update={"benchmark": BenchmarkSpec(kind=kind, command=command)})
+    return arm.model_copy(update={"task": task})
+
+
+def test_the_tasks_own_script_against_the_arms_server(demo, tmp_path: Path) -> None:
+    rt = runtime(demo, tmp_path)
+    arm = job(demo, Arm.AGENT, "demo/faster")
+    prepared = rt.prepare(arm)
+    port = free_port()
+    server, _model = start_and_wait(rt, arm, prepared, port, timeout_s=30)
+    try:
+        output = run_script(rt, arm, prepared, port, timeout_s=60)
+    finally:
+        rt.stop_server(server)
+    metrics = parse_script(output)
+    assert metrics.completed == 16 and metrics.failed == 0
+    assert metrics.median_itl_ms == pytest.approx(6.0 + 0.3 * 7, rel=0.25)
+
+
+def test_offline_script_timeout_and_failure(demo, tmp_path: Path) -> None:
+    rt = runtime(demo, tmp_path)
+    arm = job(demo)
+    prepared = rt.prepare(arm)
+    offline = _with_command(
+        arm,
+        BenchmarkKind.THROUGHPUT,
+        "python -c \"print('Throughput: 8.42 requests/s, 9262.13 total tokens/s')\"",
+    )
+    assert parse_script(run_script(rt, offline, prepared, None, 30)).requests_per_second == 8.42
+    slow = _with_command(arm, BenchmarkKind.LATENCY, "python -c 'import time; time.sleep(60)'")
+    with pytest.raises(StepFailure) as exc:
+        run_script(rt, slow, prepared, None, timeout_s=1)
+    assert exc.value.outcome.outcome is Outcome.BENCHMARK_TIMEOUT
+    broken = _with_command(
+        arm, BenchmarkKind.LATENCY, "python -c 'raise ValueError(\"bad kernel\")'"
+    )
+    with pytest.raises(StepFailure) as exc:
+        run_script(rt, broken, prepared, None, timeout_s=30)
+    assert exc.value.outcome.outcome is Outcome.BENCHMARK_FAILED
+    assert "ValueError: bad kernel" in exc.value.outcome.reason
+    silent = _with_command(arm, BenchmarkKind.LATENCY, "python -c 'print(\"done\")'")
+    with pytest.raises(StepFailure) as exc:
+        parse_script(run_script(rt, silent, prepared, None, timeout_s=30))
+    assert exc.value.outcome.outcome is Outcome.NO_METRICS
+    assert "last lines: done" in exc.value.outcome.reason
