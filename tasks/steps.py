@@ -78,33 +78,36 @@ def check_patch(job: ArmJob, max_bytes: int) -> list[str]:
     return [str(f) for f in found.flags]
 
 
-@task(
-    name="image-build",
-    task_run_name=_name("image-build"),
-    cache_policy=NO_CACHE,
-    retries=INFRA_RETRIES,
-    retry_delay_seconds=INFRA_RETRY_DELAYS,
-    retry_condition_fn=infra_only,
-)
+# Steps that may meet infrastructure trouble retry it, with back-off; nothing else is retried.
+RETRY_INFRA = {
+    "retries": INFRA_RETRIES,
+    "retry_delay_seconds": INFRA_RETRY_DELAYS,
+    "retry_condition_fn": infra_only,
+}
+
+
+@task(name="image-build", task_run_name=_name("image-build"), cache_policy=NO_CACHE, **RETRY_INFRA)
 def build(spec: RuntimeSpec, job: ArmJob) -> Prepared:
     return make_runtime(spec).prepare(job)
 
 
-@task(name="server-start", task_run_name=_name("server-start"), cache_policy=NO_CACHE)
+@task(
+    name="server-start", task_run_name=_name("server-start"), cache_policy=NO_CACHE, **RETRY_INFRA
+)
 def start_server(
     spec: RuntimeSpec, job: ArmJob, prepared: Prepared, port: int, timeout_s: float
 ) -> tuple[ServerInfo, str]:
     return start_and_wait(make_runtime(spec), job, prepared, port, timeout_s)
 
 
-@task(name="benchmark", task_run_name=_name("benchmark"), cache_policy=NO_CACHE)
+@task(name="benchmark", task_run_name=_name("benchmark"), cache_policy=NO_CACHE, **RETRY_INFRA)
 def benchmark(
     job: ArmJob, server: ServerInfo, model: str, config: BenchmarkConfig, timeout_s: float
 ) -> str:
     return run_benchmark(server.url, model, config, timeout_s)
 
 
-@task(name="benchmark", task_run_name=_name("benchmark"), cache_policy=NO_CACHE)
+@task(name="benchmark", task_run_name=_name("benchmark"), cache_policy=NO_CACHE, **RETRY_INFRA)
 def benchmark_script(
     spec: RuntimeSpec, job: ArmJob, prepared: Prepared, port: int | None, timeout_s: float
 ) -> str:
