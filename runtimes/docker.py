@@ -88,9 +88,7 @@ class DockerRuntimeSpec(BaseModel):
 
 
 def _infra(reason: str, evidence: str = "") -> StepFailure:
-    return StepFailure(
-        OutcomeRecord(outcome=Outcome.INFRA_ERROR, reason=reason[:500], evidence=evidence[-2000:])
-    )
+    return StepFailure.of(Outcome.INFRA_ERROR, reason, evidence)
 
 
 def _owner() -> str:
@@ -303,13 +301,8 @@ class DockerRuntime(Runtime):
             log = [chunk.get("stream", "") for chunk in output if isinstance(chunk, dict)]
         except BuildError as exc:
             text = "".join(c.get("stream", "") or c.get("error", "") for c in exc.build_log)
-            raise StepFailure(
-                OutcomeRecord(
-                    outcome=Outcome.BUILD_FAILED,
-                    reason=f"image build failed: {exc.msg}",
-                    evidence=text[-2000:],
-                ),
-                {"build": text},
+            raise StepFailure.of(
+                Outcome.BUILD_FAILED, f"image build failed: {exc.msg}", text, "build"
             ) from exc
         except APIError as exc:
             raise _infra(f"Docker engine error while building: {exc}") from exc

@@ -103,13 +103,8 @@ class ProcessRuntime(Runtime):
         if checkout.returncode:
             text = (checkout.stdout + checkout.stderr).strip()
             last = text.splitlines()[-1] if text else "git gave no message"
-            raise StepFailure(
-                OutcomeRecord(
-                    outcome=Outcome.BUILD_FAILED,
-                    reason=f"cannot check out {job.commit[:12]}: {last}",
-                    evidence=text[-2000:],
-                ),
-                {"build": text},
+            raise StepFailure.of(
+                Outcome.BUILD_FAILED, f"cannot check out {job.commit[:12]}: {last}", text, "build"
             )
         applied = None
         if job.patch is not None:

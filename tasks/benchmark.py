@@ -27,10 +27,9 @@ SPREAD_KEYS = ("request_throughput", "output_throughput", "median_ttft_ms", "med
 
 
 def _fail(outcome: Outcome, reason: str, evidence: str, results: list[dict]) -> StepFailure:
-    return StepFailure(
-        OutcomeRecord(outcome=outcome, reason=reason, evidence=evidence[-2000:]),
-        {"client": json.dumps(results, indent=1)},
-    )
+    failure = StepFailure.of(outcome, reason, evidence)
+    failure.logs["client"] = json.dumps(results, indent=1)
+    return failure
 
 
 async def _measure(

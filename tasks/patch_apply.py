@@ -31,6 +31,12 @@ class StepFailure(Exception):
         self.outcome = outcome
         self.logs = logs or {}
 
+    @classmethod
+    def of(cls, outcome: Outcome, reason: str, log: str = "", stream: str = "") -> StepFailure:
+        """A failure whose evidence is the tail of ``log``, kept whole under ``stream``."""
+        record = OutcomeRecord(outcome=outcome, reason=reason[:500], evidence=log[-2000:])
+        return cls(record, {stream: log} if stream and log else None)
+
 
 @dataclass(frozen=True)
 class ApplyResult:
@@ -51,10 +57,7 @@ def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def _failed(reason: str, evidence: str) -> StepFailure:
-    return StepFailure(
-        OutcomeRecord(outcome=Outcome.PATCH_FAILED, reason=reason, evidence=evidence[-2000:]),
-        {"patch": evidence},
-    )
+    return StepFailure.of(Outcome.PATCH_FAILED, reason, evidence, "patch")
 
 
 def apply_patch(
