@@ -12,6 +12,7 @@ sweep's label and its owner, so strays of a dead run are found and removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import socket
@@ -138,19 +139,29 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             raise _infra(f"Docker engine error looking up {ref}: {exc}") from exc
 
+    def _recipe(self) -> str:
+        """How a patch is laid into an image: the same patch laid in otherwise is another image."""
+        spec = self.spec
+        text = f"{spec.source_root}|{spec.package}|{spec.outside_package}"
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def _agent_digest(self, base: str, patch_sha: str) -> str:
+        return f"{base}+patch:{patch_sha[:16]}+recipe:{self._recipe()}"
+
     def identity(self, job: ArmJob) -> str:
         try:
             base = self._base_id(job)
         except StepFailure:
             return f"missing:{self._base_ref(job)}"
-        return base if job.patch is None else f"{base}+patch:{job.patch.sha256[:16]}"
+        return base if job.patch is None else self._agent_digest(base, job.patch.sha256)
 
     def prepare(self, job: ArmJob) -> Prepared:
         base = self._base_id(job)
         if job.patch is None:
             return Prepared(image_ref=self._base_ref(job), image_digest=base, cache_hit=True)
-        tag = f"{AGENT_REPOSITORY}:{base.removeprefix('sha256:')[:12]}-{job.patch.sha256[:12]}"
-        digest = f"{base}+patch:{job.patch.sha256[:16]}"
+        short = base.removeprefix("sha256:")[:12]
+        tag = f"{AGENT_REPOSITORY}:{short}-{job.patch.sha256[:12]}-{self._recipe()}"
+        digest = self._agent_digest(base, job.patch.sha256)
         try:
             labels = self.client.images.get(tag).labels or {}
             return Prepared(

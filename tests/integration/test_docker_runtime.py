@@ -112,7 +112,12 @@ def test_installed_package_is_patched_in_place(
     prepared = record.prepare(_job(PATCH))
     assert str(Flag.NOT_APPLIED_OUTSIDE_PACKAGE) in prepared.flags
     assert "not applied (outside the package): setup.py" in prepared.logs["patch"]
-    assert prepared.image_digest == f"{pkg_image}+patch:{_job(PATCH).patch.sha256[:16]}"
+    assert prepared.image_digest.startswith(f"{pkg_image}+patch:{_job(PATCH).patch.sha256[:16]}")
+    # The same patch laid in by another rule is another image, never the cached one.
+    other = DockerRuntime(_spec(tmp_path, package="simpkg", outside_package="refuse"))
+    assert other.identity(_job(PATCH)) != record.identity(_job(PATCH))
+    with pytest.raises(StepFailure):
+        other.prepare(_job(PATCH))
     out = docker_client.containers.run(
         prepared.image_ref,
         ["python3", "-c", "import simpkg; print(simpkg.VALUE, simpkg.__file__)"],
