@@ -155,6 +155,7 @@ def _record(
     logs: dict[str, str],
     timings: dict[str, float],
     flags: list[str],
+    gpus: list[str] | None = None,
 ) -> RunRecord:
     finished = datetime.now(UTC)
     return RunRecord(
@@ -170,7 +171,7 @@ def _record(
         finished_at=finished,
         duration_s=(finished - started).total_seconds(),
         host=socket.gethostname(),
-        gpu=None,
+        gpu=",".join(gpus) if gpus else None,
         image_ref=prepared.image_ref if prepared else None,
         image_digest=prepared.image_digest if prepared else digest,
         orchestration_run_id=str(flow_run.id) if flow_run.id else None,
@@ -191,7 +192,7 @@ def _measure_arm(
     job: ArmJob,
     build: PrefectFuture[Prepared] | None,
     *,
-    gpu: str,
+    gpus: list[str],
     timeouts: Timeouts,
     db_url: str,
     settings: Settings,
@@ -219,7 +220,9 @@ def _measure_arm(
         flags += prepared.flags
         logs.update(prepared.logs)
         lap("image-build-wait")
-        with concurrency(gpu_limit_name(gpu), occupy=1, strict=True):
+        # A task on N GPUs holds the slots of the host's first N: never two servers on one GPU.
+        slots = [gpu_limit_name(g) for g in gpus[: job.task.gpus]]
+        with concurrency(slots, occupy=1, strict=True):
             metrics, model = _run_benchmark(spec, job, prepared, timeouts, logs, lap)
         outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
     except StepFailure as failure:
@@ -240,6 +243,7 @@ def _measure_arm(
         logs=logs,
         timings=timings,
         flags=flags,
+        gpus=gpus[: job.task.gpus],
     )
     run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
     return ArmResult(
@@ -342,7 +346,7 @@ def run_plan(
             continue
         results.append(
             _measure_arm(
-                spec, job, built, gpu=gpus[0], timeouts=timeouts, db_url=db_url, settings=settings
+                spec, job, built, gpus=gpus, timeouts=timeouts, db_url=db_url, settings=settings
             )
         )
     return results

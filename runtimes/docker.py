@@ -55,6 +55,7 @@ AGENT_REPOSITORY = "isobench-agent"
 # Kept on the agent image, so a cache hit still tells how the patch was applied.
 APPLY_LABEL = "isobench.apply_method"
 FLAGS_LABEL = "isobench.flags"
+NOT_APPLIED_LABEL = "isobench.not_applied"
 STOP_GRACE_S = 10
 LOG_TAIL_LINES = 5000
 DEFAULT_COMMAND = ["vllm", "serve", "{model}", "--host", "127.0.0.1", "--port", "{port}"]
@@ -90,6 +91,12 @@ class DockerRuntimeSpec(BaseModel):
 
 def _infra(reason: str, evidence: str = "") -> StepFailure:
     return StepFailure.of(Outcome.INFRA_ERROR, reason, evidence)
+
+
+def _patch_note(log: str, skipped: list[str]) -> str:
+    if skipped:
+        log += "\nnot applied (outside the package): " + ", ".join(skipped)
+    return log
 
 
 def _owner() -> str:
@@ -164,11 +171,13 @@ class DockerRuntime(Runtime):
         digest = self._agent_digest(base, job.patch.sha256)
         try:
             labels = self.client.images.get(tag).labels or {}
+            skipped_before = [f for f in labels.get(NOT_APPLIED_LABEL, "").split(",") if f]
             return Prepared(
                 image_ref=tag,
                 image_digest=digest,
                 apply_method=labels.get(APPLY_LABEL),
                 flags=[f for f in labels.get(FLAGS_LABEL, "").split(",") if f],
+                logs={"patch": _patch_note(f"image {tag} built before", skipped_before)},
                 cache_hit=True,
             )
         except ImageNotFound:
@@ -190,18 +199,19 @@ class DockerRuntime(Runtime):
         deleted = [
             p for p in _git(tree, "diff", "--name-only", "--diff-filter=D").splitlines() if p
         ]
-        labels = {APPLY_LABEL: applied.method, FLAGS_LABEL: ",".join(flags)}
+        labels = {
+            APPLY_LABEL: applied.method,
+            FLAGS_LABEL: ",".join(flags),
+            NOT_APPLIED_LABEL: ",".join(skipped),
+        }
         files = sorted(set(changed) - set(deleted))
         log = self._build(base, tree, root, files, deleted, tag, job.patch.sha256, labels)
-        patch_log = applied.log
-        if skipped:
-            patch_log += "\nnot applied (outside the package): " + ", ".join(skipped)
         return Prepared(
             image_ref=tag,
             image_digest=digest,
             apply_method=applied.method,
             flags=flags,
-            logs={"patch": patch_log, "build": log},
+            logs={"patch": _patch_note(applied.log, skipped), "build": log},
         )
 
     def _package_dir(self, image: str) -> str:

@@ -16,7 +16,7 @@ from isobench.models.domain import Arm, BenchmarkConfig, Task
 from isobench.models.flags import Flag
 from isobench.models.outcomes import Outcome
 from isobench.runtimes.base import LABEL_KEY, ArmJob
-from isobench.runtimes.docker import OWNER_KEY, DockerRuntime, DockerRuntimeSpec
+from isobench.runtimes.docker import AGENT_REPOSITORY, OWNER_KEY, DockerRuntime, DockerRuntimeSpec
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.server_start import free_port
 from tests.docker_support import base_image
@@ -102,6 +102,11 @@ def _spec(tmp_path: Path, **kw: object) -> DockerRuntimeSpec:
 def test_installed_package_is_patched_in_place(
     docker_client, pkg_image: str, tmp_path: Path
 ) -> None:
+    short = pkg_image.removeprefix("sha256:")[:12]
+    for image in docker_client.images.list(name=AGENT_REPOSITORY):
+        for tag in image.tags:
+            if tag.split(":", 1)[1].startswith(short):  # built by an earlier run: build anew
+                docker_client.images.remove(tag, force=True)
     refuse = DockerRuntime(_spec(tmp_path, package="simpkg"))
     with pytest.raises(StepFailure) as exc:
         refuse.prepare(_job(PATCH))
@@ -127,6 +132,7 @@ def test_installed_package_is_patched_in_place(
     assert out.decode().split()[0] == "2" and f"/{SITE}/simpkg/" in out.decode()
     again = record.prepare(_job(PATCH))
     assert again.cache_hit and again.flags == prepared.flags and again.apply_method == "git-apply"
+    assert "not applied (outside the package): setup.py" in again.logs["patch"]
 
 
 def test_missing_image_is_infra_error(docker_client, tmp_path: Path) -> None:
