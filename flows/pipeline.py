@@ -25,6 +25,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, TypeAdapter
 
+from isobench.flows import artifacts
 from isobench.models.domain import (
     Arm,
     BenchmarkClient,
@@ -246,6 +247,8 @@ def _measure_arm(
         gpus=gpus[: job.task.gpus],
     )
     run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+    if outcome.outcome is not Outcome.SUCCESS:
+        artifacts.failed_arm(job, outcome, run_id)
     return ArmResult(
         job, outcome.outcome, outcome.reason, False, run_id, metrics.flat() if metrics else {}
     )
@@ -303,6 +306,7 @@ def run_plan(
 ) -> list[ArmResult]:
     settings = Settings(database_url=db_url)
     results = list(plan.reused)
+    progress = artifacts.Progress(len(plan.run) + len(plan.skipped), "measured")
     for job, reason in plan.skipped:
         record = _record(
             job,
@@ -318,6 +322,7 @@ def run_plan(
         )
         run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
         results.append(ArmResult(job, Outcome.SKIPPED, reason, False, run_id))
+        progress.advance()
     builds: dict[int, PrefectFuture[Prepared] | StepFailure] = {}
     for index, job in enumerate(plan.run):
         try:
@@ -340,15 +345,18 @@ def run_plan(
                 flags=[],
             )
             run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+            artifacts.failed_arm(job, built.outcome, run_id)
             results.append(
                 ArmResult(job, built.outcome.outcome, built.outcome.reason, False, run_id)
             )
+            progress.advance()
             continue
         results.append(
             _measure_arm(
                 spec, job, built, gpus=gpus, timeouts=timeouts, db_url=db_url, settings=settings
             )
         )
+        progress.advance()
     return results
 
 
@@ -399,6 +407,7 @@ def sweep(
     results = run_plan(
         plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
     )
+    artifacts.sweep_tables(database_url, config.config_hash)
     return [summary(r) for r in results]
 
 
@@ -434,3 +443,75 @@ def summary(result: ArmResult) -> dict[str, object]:
         "run_id": result.run_id,
         "output_throughput": result.metrics.get("output_throughput"),
     }
+
+
+RETRY_OUTCOMES = (
+    Outcome.INFRA_ERROR,
+    Outcome.SERVER_TIMEOUT,
+    Outcome.BENCHMARK_TIMEOUT,
+    Outcome.NO_METRICS,
+)
+
+
+def select_failed(
+    db_url: str, config_hash: str, outcomes: list[Outcome], max_attempts: int
+) -> set[tuple[str, str, str | None]]:
+    """(task, arm, agent) whose latest attempt of this config ended in one of ``outcomes``
+    and that has had fewer than ``max_attempts`` attempts."""
+    wanted = {o.value for o in outcomes}
+    with session_scope(db_url) as session:
+        return {
+            (r.task_id, r.arm, r.agent.name if r.agent else None)
+            for r in repository.latest_runs(session=session)
+            if r.config_hash == config_hash and r.outcome in wanted and r.attempt < max_attempts
+        }
+
+
+@flow(
+    name="retry-failed",
+    flow_run_name="retry-failed {config.config_hash}",
+    log_prints=True,
+    on_cancellation=[stop_run_servers],
+    on_crashed=[stop_run_servers],
+)
+def retry_failed(
+    runtime: RuntimeSpec,
+    config: BenchmarkConfig,
+    database_url: str,
+    outcomes: list[Outcome] | None = None,
+    max_attempts: int = 3,
+    tasks: list[str] | None = None,
+    agents: list[str] | None = None,
+    gpus: list[str] | None = None,
+    timeouts: Timeouts | None = None,
+) -> list[dict[str, object]]:
+    """Run again only the arms whose latest attempt failed in one of ``outcomes`` (default:
+    infra_error, server_timeout, benchmark_timeout, no_metrics), up to ``max_attempts``."""
+    gpus = gpus or ["0"]
+    label = _prepare_run(runtime, gpus)
+    wanted = select_failed(
+        database_url, config.config_hash, list(outcomes or RETRY_OUTCOMES), max_attempts
+    )
+    plan = plan_jobs(
+        db_url=database_url,
+        task_ids=tasks,
+        agents=agents,
+        config=config,
+        spec=runtime,
+        gpus=gpus,
+        label=label,
+        force=True,
+    )
+
+    def chosen(job: ArmJob) -> bool:
+        return (job.task.task_id, job.arm.value, job.agent) in wanted
+
+    plan = Plan(
+        run=[j for j in plan.run if chosen(j)],
+        skipped=[(j, why) for j, why in plan.skipped if chosen(j)],
+    )
+    results = run_plan(
+        plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
+    )
+    artifacts.sweep_tables(database_url, config.config_hash)
+    return [summary(r) for r in results]

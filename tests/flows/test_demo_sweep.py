@@ -3,6 +3,7 @@ outcomes, throughput order, reuse, and resuming after SIGKILL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -11,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from prefect import get_client
+
 from isobench.demo.repo import BENCHMARK_COMMAND, EXPECTED, SERVER_COMMAND
 from isobench.demo.run import DEMO_CONFIG, load_demo, run_demo
-from isobench.flows.pipeline import sweep
+from isobench.flows.pipeline import retry_failed, sweep
 from isobench.models.domain import BenchmarkClient
+from isobench.models.outcomes import Outcome
 from isobench.runtimes.process import ProcessRuntimeSpec
 from isobench.store import repository
 from isobench.store.engine import session_scope
@@ -123,3 +127,44 @@ def test_sweep_with_the_tasks_own_benchmark_script(prefect_api: str, tmp_path: P
         assert "Serving Benchmark Result" in next(
             log.text for log in human.logs if log.stream == "client"
         )
+
+
+def test_retry_failed_and_artifacts(prefect_api: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'retry.db'}"
+    first = run_demo(tmp_path / "w", db, max_patch_bytes=10**6)
+    spec = ProcessRuntimeSpec(
+        repo=str(tmp_path / "w" / "repo"),
+        workdir=str(tmp_path / "w" / "runtime"),
+        server_command=SERVER_COMMAND,
+    )
+    chosen = [Outcome.PATCH_FAILED, Outcome.SERVER_CRASHED]
+    for attempt in (2, 3):
+        again = retry_failed(
+            runtime=spec, config=DEMO_CONFIG, database_url=db, outcomes=chosen, max_attempts=3
+        )
+        assert sorted(r["agent"] for r in again) == ["demo/bad-patch", "demo/crash"]
+        assert _outcomes(again) == {
+            "demo/bad-patch": "patch_failed",
+            "demo/crash": "server_crashed",
+        }
+        with session_scope(db) as session:
+            latest = {
+                r.agent.name: r.attempt for r in repository.latest_runs(session=session) if r.agent
+            }
+        assert latest["demo/crash"] == attempt and latest["demo/faster"] == 1
+    # Three attempts reached: nothing left to retry; the default outcomes pick none here either.
+    assert retry_failed(runtime=spec, config=DEMO_CONFIG, database_url=db, outcomes=chosen) == []
+    assert retry_failed(runtime=spec, config=DEMO_CONFIG, database_url=db) == []
+    assert _run_count(tmp_path / "retry.db") == 7 + 2 + 2
+
+    async def read_artifacts() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    found = asyncio.run(read_artifacts())
+    keys = {a.key for a in found if a.key}
+    assert f"isobench-agents-{first.config_hash}" in keys
+    assert f"isobench-compare-{first.config_hash}" in keys
+    notes = [a for a in found if a.type == "markdown" and "demo/crash" in (a.description or "")]
+    assert notes and "fused_decode_kernels" in notes[0].data
+    assert any(a.type == "progress" for a in found)
