@@ -37,7 +37,7 @@ from isobench.models.domain import (
 from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.models.settings import Settings
-from isobench.runtimes.base import ArmJob, Prepared
+from isobench.runtimes.base import ArmJob, Prepared, safe_name
 from isobench.runtimes.factory import RuntimeSpec, make_runtime
 from isobench.store import repository
 from isobench.store.engine import session_scope
@@ -62,8 +62,14 @@ class ArmResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+# A killed orchestrator cannot release its GPU slot; the slot's lease then runs out. Prefect's
+# minimum lease keeps that wait short (the holder renews the lease while it lives).
+GPU_LEASE_S = 60.0
+
+
 def gpu_limit_name(gpu: str) -> str:
-    return f"isobench-gpu-{gpu}"
+    """One limit per GPU of this host: GPU 0 of two hosts are two GPUs."""
+    return f"isobench-gpu-{safe_name(socket.gethostname())}-{gpu}"
 
 
 def ensure_gpu_limits(gpus: list[str]) -> None:
@@ -223,7 +229,7 @@ def _measure_arm(
         lap("image-build-wait")
         # A task on N GPUs holds the slots of the host's first N: never two servers on one GPU.
         slots = [gpu_limit_name(g) for g in gpus[: job.task.gpus]]
-        with concurrency(slots, occupy=1, strict=True):
+        with concurrency(slots, occupy=1, strict=True, lease_duration=GPU_LEASE_S):
             metrics, model = _run_benchmark(spec, job, prepared, timeouts, logs, lap)
         outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
     except StepFailure as failure:
