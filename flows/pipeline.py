@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, get_client
 from prefect.concurrency.sync import concurrency
@@ -380,24 +381,27 @@ def stop_run_servers(_flow: object, run: object, _state: object) -> None:
     make_runtime(spec).stop_labelled(str(run.id))  # type: ignore[attr-defined]
 
 
-@flow(
-    name="sweep",
-    flow_run_name="sweep {config.config_hash}",
-    log_prints=True,
-    on_cancellation=[stop_run_servers],
-    on_crashed=[stop_run_servers],
-)
-def sweep(
+# Every flow that starts servers stops them when it is cancelled or crashes.
+_SERVER_FLOW: dict[str, Any] = {
+    "log_prints": True,
+    "on_cancellation": [stop_run_servers],
+    "on_crashed": [stop_run_servers],
+}
+
+
+def _execute(
     runtime: RuntimeSpec,
     config: BenchmarkConfig,
     database_url: str,
-    tasks: list[str] | None = None,
-    agents: list[str] | None = None,
-    gpus: list[str] | None = None,
-    force: bool = False,
-    timeouts: Timeouts | None = None,
+    *,
+    tasks: list[str] | None,
+    agents: list[str] | None,
+    gpus: list[str] | None,
+    force: bool,
+    timeouts: Timeouts | None,
+    only: set[tuple[str, str, str | None]] | None = None,
 ) -> list[dict[str, object]]:
-    """Measure every task's three arms (all loaded tasks unless ``tasks`` names some)."""
+    """Plan, run and publish; ``only`` keeps just those (task, arm, agent)."""
     gpus = gpus or ["0"]
     label = _prepare_run(runtime, gpus)
     plan = plan_jobs(
@@ -410,6 +414,15 @@ def sweep(
         label=label,
         force=force,
     )
+    if only is not None:
+
+        def chosen(job: ArmJob) -> bool:
+            return (job.task.task_id, job.arm.value, job.agent) in only
+
+        plan = Plan(
+            run=[j for j in plan.run if chosen(j)],
+            skipped=[(j, why) for j, why in plan.skipped if chosen(j)],
+        )
     results = run_plan(
         plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
     )
@@ -417,13 +430,31 @@ def sweep(
     return [summary(r) for r in results]
 
 
-@flow(
-    name="three-way",
-    flow_run_name="three-way {task}",
-    log_prints=True,
-    on_cancellation=[stop_run_servers],
-    on_crashed=[stop_run_servers],
-)
+@flow(name="sweep", flow_run_name="sweep {config.config_hash}", **_SERVER_FLOW)
+def sweep(
+    runtime: RuntimeSpec,
+    config: BenchmarkConfig,
+    database_url: str,
+    tasks: list[str] | None = None,
+    agents: list[str] | None = None,
+    gpus: list[str] | None = None,
+    force: bool = False,
+    timeouts: Timeouts | None = None,
+) -> list[dict[str, object]]:
+    """Measure every task's three arms (all loaded tasks unless ``tasks`` names some)."""
+    return _execute(
+        runtime,
+        config,
+        database_url,
+        tasks=tasks,
+        agents=agents,
+        gpus=gpus,
+        force=force,
+        timeouts=timeouts,
+    )
+
+
+@flow(name="three-way", flow_run_name="three-way {task}", **_SERVER_FLOW)
 def three_way(
     task: str,
     runtime: RuntimeSpec,
@@ -435,7 +466,16 @@ def three_way(
     timeouts: Timeouts | None = None,
 ) -> list[dict[str, object]]:
     """Measure one task's baseline, human and agent arms."""
-    return sweep.fn(runtime, config, database_url, [task], agents, gpus, force, timeouts)
+    return _execute(
+        runtime,
+        config,
+        database_url,
+        tasks=[task],
+        agents=agents,
+        gpus=gpus,
+        force=force,
+        timeouts=timeouts,
+    )
 
 
 def summary(result: ArmResult) -> dict[str, object]:
@@ -473,13 +513,7 @@ def select_failed(
         }
 
 
-@flow(
-    name="retry-failed",
-    flow_run_name="retry-failed {config.config_hash}",
-    log_prints=True,
-    on_cancellation=[stop_run_servers],
-    on_crashed=[stop_run_servers],
-)
+@flow(name="retry-failed", flow_run_name="retry-failed {config.config_hash}", **_SERVER_FLOW)
 def retry_failed(
     runtime: RuntimeSpec,
     config: BenchmarkConfig,
@@ -493,31 +527,17 @@ def retry_failed(
 ) -> list[dict[str, object]]:
     """Run again only the arms whose latest attempt failed in one of ``outcomes`` (default:
     infra_error, server_timeout, benchmark_timeout, no_metrics), up to ``max_attempts``."""
-    gpus = gpus or ["0"]
-    label = _prepare_run(runtime, gpus)
     wanted = select_failed(
         database_url, config.config_hash, list(outcomes or RETRY_OUTCOMES), max_attempts
     )
-    plan = plan_jobs(
-        db_url=database_url,
-        task_ids=tasks,
+    return _execute(
+        runtime,
+        config,
+        database_url,
+        tasks=tasks,
         agents=agents,
-        config=config,
-        spec=runtime,
         gpus=gpus,
-        label=label,
         force=True,
+        timeouts=timeouts,
+        only=wanted,
     )
-
-    def chosen(job: ArmJob) -> bool:
-        return (job.task.task_id, job.arm.value, job.agent) in wanted
-
-    plan = Plan(
-        run=[j for j in plan.run if chosen(j)],
-        skipped=[(j, why) for j, why in plan.skipped if chosen(j)],
-    )
-    results = run_plan(
-        plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
-    )
-    artifacts.sweep_tables(database_url, config.config_hash)
-    return [summary(r) for r in results]

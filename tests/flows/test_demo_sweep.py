@@ -16,7 +16,7 @@ from prefect import get_client
 
 from isobench.demo.repo import BENCHMARK_COMMAND, EXPECTED, SERVER_COMMAND
 from isobench.demo.run import DEMO_CONFIG, load_demo, run_demo
-from isobench.flows.pipeline import retry_failed, sweep
+from isobench.flows.pipeline import retry_failed, sweep, three_way
 from isobench.models.domain import BenchmarkClient
 from isobench.models.outcomes import Outcome
 from isobench.runtimes.process import ProcessRuntimeSpec
@@ -60,6 +60,13 @@ def test_demo_outcomes_ratios_and_reuse(prefect_api: str, tmp_path: Path) -> Non
 
     second = run_demo(tmp_path / "w", db, max_patch_bytes=10**6)
     assert all(r["reused"] for r in second.results)
+    spec = ProcessRuntimeSpec(
+        repo=str(tmp_path / "w" / "repo"),
+        workdir=str(tmp_path / "w" / "runtime"),
+        server_command=SERVER_COMMAND,
+    )
+    one_task = three_way(task="demo-0001", runtime=spec, config=DEMO_CONFIG, database_url=db)
+    assert len(one_task) == 7 and all(r["reused"] for r in one_task)
     with session_scope(db) as session:
         latest = repository.latest_runs(session=session)
         assert len(latest) == 7
