@@ -536,6 +536,9 @@ def sweep_command(
     device: Annotated[
         list[str] | None, typer.Option(help="docker runtime: GPU ids to pin (repeatable).")
     ] = None,
+    pin_gpus: Annotated[
+        bool, typer.Option(help="docker runtime: pin the GPUs whose slots the arm holds.")
+    ] = False,
     model_cache: Annotated[
         Path | None, typer.Option(help="docker runtime: model cache, mounted read-only.")
     ] = None,
@@ -580,6 +583,7 @@ def sweep_command(
             image_template=image_template,
             source_root=source_root,
             device_ids=device,
+            pin_slot_gpus=pin_gpus,
             model_cache=str(model_cache.resolve()) if model_cache else None,
             **common,
         )

@@ -229,9 +229,11 @@ def _measure_arm(
         logs.update(prepared.logs)
         lap("image-build-wait")
         # A task on N GPUs holds the slots of the host's first N: never two servers on one GPU.
-        slots = [gpu_limit_name(g) for g in gpus[: job.task.gpus]]
+        held = gpus[: job.task.gpus]
+        slots = [gpu_limit_name(g) for g in held]
         with concurrency(slots, occupy=1, strict=True, lease_duration=GPU_LEASE_S):
-            metrics, model = _run_benchmark(spec, job, prepared, timeouts, logs, lap)
+            on_gpus = job.model_copy(update={"gpus": held})
+            metrics, model = _run_benchmark(spec, on_gpus, prepared, timeouts, logs, lap)
         outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
     except StepFailure as failure:
         outcome = failure.outcome

@@ -30,6 +30,9 @@ class ArmJob(BaseModel):
     patch: AgentPatch | None = None
     config: BenchmarkConfig
     run_label: str = Field(description="The sweep's id; servers carry it so strays can be found.")
+    gpus: list[str] | None = Field(
+        None, description="The GPUs whose slots the arm holds while it is measured."
+    )
 
     @property
     def commit(self) -> str:

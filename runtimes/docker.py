@@ -82,7 +82,12 @@ class DockerRuntimeSpec(BaseModel):
     )
     server_command: list[str] = Field(default_factory=lambda: list(DEFAULT_COMMAND))
     workdir: str = Field(description="Build contexts and scratch trees.")
-    device_ids: list[str] | None = Field(None, description="GPU ids to pin; None: no GPU.")
+    device_ids: list[str] | None = Field(
+        None, description="GPU ids to pin for every arm (overrides pin_slot_gpus)."
+    )
+    pin_slot_gpus: bool = Field(
+        False, description="Pin the GPUs whose slots the arm holds (a GPU host's setting)."
+    )
     shm_size: str = "8g"
     model_cache: str | None = Field(None, description="Host folder mounted read-only.")
     model_cache_target: str = "/root/.cache/huggingface"
@@ -333,11 +338,13 @@ class DockerRuntime(Runtime):
         values = {"python": "python3", "port": str(port), "model": job.task.model or ""}
         return [part.format(**values) for part in self.spec.server_command]
 
-    def _run_options(self) -> dict[str, object]:
+    def run_options(self, job: ArmJob) -> dict[str, object]:
+        """GPU pinning and mounts for a container of ``job``."""
         kwargs: dict[str, object] = {}
-        if self.spec.device_ids:
+        gpus = self.spec.device_ids or (job.gpus if self.spec.pin_slot_gpus else None)
+        if gpus:
             kwargs["device_requests"] = [
-                DeviceRequest(device_ids=list(self.spec.device_ids), capabilities=[["gpu"]])
+                DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
             ]
         if self.spec.model_cache:
             kwargs["volumes"] = {
@@ -358,7 +365,7 @@ class DockerRuntime(Runtime):
                 working_dir=self.spec.source_root,
                 shm_size=self.spec.shm_size,
                 labels={LABEL_KEY: job.run_label, OWNER_KEY: _owner()},
-                **self._run_options(),
+                **self.run_options(job),
             )
         except APIError as exc:
             raise _infra(f"cannot start a container of {prepared.image_ref}: {exc}") from exc
@@ -374,7 +381,7 @@ class DockerRuntime(Runtime):
         return CommandResult(exit_code=code, output=output)
 
     def start_server(self, job: ArmJob, prepared: Prepared, port: int) -> ServerInfo:
-        kwargs = self._run_options()
+        kwargs = self.run_options(job)
         try:
             container = self.client.containers.run(
                 prepared.image_ref,

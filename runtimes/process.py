@@ -54,6 +54,13 @@ def _git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
     )
 
 
+def _env(job: ArmJob) -> dict[str, str]:
+    env = {**os.environ, "ISOBENCH_RUN_LABEL": job.run_label, "PYTHONUNBUFFERED": "1"}
+    if job.gpus:  # the GPUs whose slots the arm holds, and no other
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpus)
+    return env
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -124,13 +131,12 @@ class ProcessRuntime(Runtime):
         self, job: ArmJob, prepared: Prepared, args: list[str], timeout_s: float
     ) -> CommandResult:
         argv = [a.replace("{python}", sys.executable) for a in args]
-        env = {**os.environ, "ISOBENCH_RUN_LABEL": job.run_label, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             argv,
             cwd=prepared.image_ref,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=_env(job),
             start_new_session=True,
         )
         try:
@@ -150,14 +156,13 @@ class ProcessRuntime(Runtime):
         self.servers.mkdir(parents=True, exist_ok=True)
         log_path = self.servers / f"{safe_name(job.name)}-{port}.log"
         log = log_path.open("wb")
-        env = {**os.environ, "ISOBENCH_RUN_LABEL": job.run_label, "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.Popen(
                 self._command(job, port),
                 cwd=prepared.image_ref,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=_env(job),
                 start_new_session=True,  # its own process group: stop kills all it started
             )
         except OSError as exc:

@@ -200,3 +200,15 @@ def test_commands_run_with_the_arms_image_and_are_killed_at_the_timeout(
     slow = runtime.run_command(job, prepared, ["python3", "-c", "import time; time.sleep(60)"], 2)
     assert slow.exit_code is None
     assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_KEY}=cmd"})
+
+
+def test_gpu_pinning_follows_the_slots_or_the_fixed_list(docker_client, tmp_path: Path) -> None:
+    job = _job(None).model_copy(update={"gpus": ["0", "3"]})
+
+    def pinned(**kw: object) -> list[str] | None:
+        requests = DockerRuntime(_spec(tmp_path, **kw)).run_options(job).get("device_requests")
+        return requests[0]["DeviceIDs"] if requests else None
+
+    assert pinned() is None  # a host without GPUs: nothing requested
+    assert pinned(pin_slot_gpus=True) == ["0", "3"]
+    assert pinned(pin_slot_gpus=True, device_ids=["5"]) == ["5"]

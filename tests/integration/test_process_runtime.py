@@ -204,3 +204,22 @@ def test_offline_script_timeout_and_failure(demo, tmp_path: Path) -> None:
         parse_script(run_script(rt, silent, prepared, None, timeout_s=30))
     assert exc.value.outcome.outcome is Outcome.NO_METRICS
     assert "last lines: done" in exc.value.outcome.reason
+
+
+def test_a_server_sees_only_the_gpus_of_its_slots(demo, tmp_path: Path) -> None:
+    show = [
+        sys.executable,
+        "-c",
+        "import os, time; "
+        "print('gpus', os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True); time.sleep(30)",
+    ]
+    rt = runtime(demo, tmp_path, show)
+    arm = job(demo).model_copy(update={"gpus": ["1", "2"]})
+    server = rt.start_server(arm, rt.prepare(arm), free_port())
+    try:
+        deadline = time.monotonic() + 10
+        while "gpus" not in rt.logs(server) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "gpus 1,2" in rt.logs(server)
+    finally:
+        rt.stop_server(server)
