@@ -255,11 +255,9 @@ def report(
     """Per agent: total, successful, error, timeout, success rate and the outcome breakdown."""
     url = _ready_url(ctx)
     with session_scope(url) as session:
-        rows = [
-            (r.agent.name if r.agent else None, r.outcome)
-            for r in repository.latest_runs(session=session, agent=agent)
-        ]
-    summaries = report_summary.summarize(rows)
+        summaries = report_summary.summarize_runs(
+            repository.latest_runs(session=session, agent=agent)
+        )
     renderers = {
         ReportFormat.MARKDOWN: report_summary.to_markdown,
         ReportFormat.JSON: report_summary.to_json,
@@ -324,12 +322,8 @@ def example(
 
 def _print_tables(db_url: str, config_hash: str) -> None:
     with session_scope(db_url) as session:
-        latest = [
-            r for r in repository.latest_runs(session=session) if r.config_hash == config_hash
-        ]
-        summaries = report_summary.summarize(
-            (r.agent.name if r.agent else None, r.outcome) for r in latest
-        )
+        latest = repository.latest_runs(session=session, config_hash=config_hash)
+        summaries = report_summary.summarize_runs(latest)
         lines = compare.compare(latest)
     cols, body = report_summary.table_rows(summaries)
     table = Table(*cols, title="Results per agent")

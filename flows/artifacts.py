@@ -60,13 +60,11 @@ def failed_arm(job: ArmJob, outcome: OutcomeRecord, run_id: int) -> None:
 
 def sweep_tables(db_url: str, config_hash: str) -> None:
     with session_scope(db_url) as session:
-        latest = [
-            r for r in repository.latest_runs(session=session) if r.config_hash == config_hash
-        ]
-        rows = [(r.agent.name if r.agent else None, r.outcome) for r in latest]
+        latest = repository.latest_runs(session=session, config_hash=config_hash)
+        summaries = report_summary.summarize_runs(latest)
         lines = compare.compare(latest)
     create_table_artifact(
-        [s.as_dict() for s in report_summary.summarize(rows)],
+        [s.as_dict() for s in summaries],
         key=f"isobench-agents-{config_hash}",
         description="Results per agent: the latest attempt per task, arm and config",
     )

@@ -147,7 +147,7 @@ def plan_jobs(
                 elif reason:
                     plan.skipped.append((job, reason))
                 else:
-                    plan.run.append(job)
+                    plan.run.append(job.model_copy(update={"digest": digest}))
     return plan
 
 
@@ -212,7 +212,6 @@ def _measure_arm(
     prepared: Prepared | None = None
     metrics: Metrics | None = None
     model: str | None = None
-    digest = make_runtime(spec).identity(job)
     clock = time.monotonic()
 
     def lap(step: str) -> None:
@@ -247,7 +246,7 @@ def _measure_arm(
         outcome,
         started=started,
         prepared=prepared,
-        digest=digest,
+        digest=job.digest,
         metrics=metrics,
         model=model,
         logs=logs,
@@ -346,7 +345,7 @@ def run_plan(
                 built.outcome,
                 started=datetime.now(UTC),
                 prepared=None,
-                digest=make_runtime(spec).identity(job),
+                digest=job.digest,
                 metrics=None,
                 model=None,
                 logs=built.logs,
@@ -510,8 +509,8 @@ def select_failed(
     with session_scope(db_url) as session:
         return {
             (r.task_id, r.arm, r.agent.name if r.agent else None)
-            for r in repository.latest_runs(session=session)
-            if r.config_hash == config_hash and r.outcome in wanted and r.attempt < max_attempts
+            for r in repository.latest_runs(session=session, config_hash=config_hash)
+            if r.outcome in wanted and r.attempt < max_attempts
         }
 
 

@@ -29,10 +29,14 @@ def latency_key(stat: str, metric: str) -> str:
     return f"{stat}_{metric}_ms"
 
 
+def percentile_word(percentile: float) -> str:
+    """vLLM's spelling of a percentile: ``99``, ``99.9``, ``90``."""
+    return str(int(percentile)) if float(percentile).is_integer() else str(percentile)
+
+
 def percentile_key(percentile: float, metric: str) -> str:
-    """vLLM's spelling of a percentile key: ``p99``, ``p99.9``, ``p90``."""
-    word = str(int(percentile)) if float(percentile).is_integer() else str(percentile)
-    return latency_key(f"p{word}", metric)
+    """vLLM's percentile key: ``p99_itl_ms``, ``p99.9_itl_ms``."""
+    return latency_key(f"p{percentile_word(percentile)}", metric)
 
 
 def is_percentile_key(key: str) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from isobench.models.outcomes import Outcome
+from isobench.models.tables import RunRow
 
 NO_AGENT = "(reference arms)"
 
@@ -54,6 +55,11 @@ class AgentSummary:
             "success_rate": round(self.success_rate, 4),
             **self.breakdown,
         }
+
+
+def summarize_runs(runs: Iterable[RunRow]) -> list[AgentSummary]:
+    """The summary of stored attempts (usually the latest per task, arm, agent and config)."""
+    return summarize((r.agent.name if r.agent else None, r.outcome) for r in runs)
 
 
 def summarize(rows: Iterable[tuple[str | None, str]]) -> list[AgentSummary]:

@@ -33,6 +33,9 @@ class ArmJob(BaseModel):
     gpus: list[str] | None = Field(
         None, description="The GPUs whose slots the arm holds while it is measured."
     )
+    digest: str = Field(
+        "-", description="The image digest the runtime gave when the arm was planned."
+    )
 
     @property
     def commit(self) -> str:

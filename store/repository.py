@@ -240,7 +240,9 @@ def count_attempts(
     return session.scalar(query) or 0
 
 
-def latest_runs(*, session: Session, agent: str | None = None) -> list[RunRow]:
+def latest_runs(
+    *, session: Session, agent: str | None = None, config_hash: str | None = None
+) -> list[RunRow]:
     """The latest attempt per (task, arm, agent, config): what a report counts.
 
     "Latest" is the newest start time, then the highest id, so a retried attempt replaces
@@ -264,6 +266,8 @@ def latest_runs(*, session: Session, agent: str | None = None) -> list[RunRow]:
     )
     if agent is not None:
         query = query.join(AgentRow, AgentRow.id == RunRow.agent_id).where(AgentRow.name == agent)
+    if config_hash is not None:
+        query = query.where(RunRow.config_hash == config_hash)
     return list(session.scalars(query))
 
 

@@ -14,7 +14,13 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from isobench.models.metrics import LATENCY_METRICS, Metrics, latency_key, percentile_key
+from isobench.models.metrics import (
+    LATENCY_METRICS,
+    Metrics,
+    latency_key,
+    percentile_key,
+    percentile_word,
+)
 
 BLOCK_WIDTH = 50
 _SECTION_TITLES = {
@@ -118,8 +124,8 @@ def format_block(metrics: Metrics, percentiles: tuple[float, ...]) -> str:
         lines.append(_line(f"Mean {name} (ms):", flat.get(latency_key("mean", metric), 0.0)))
         lines.append(_line(f"Median {name} (ms):", flat.get(latency_key("median", metric), 0.0)))
         for p in sorted({*percentiles, 90.0, 99.0}):
-            word = str(int(p)) if float(p).is_integer() else str(p)
-            lines.append(_line(f"P{word} {name} (ms):", flat.get(percentile_key(p, metric), 0.0)))
+            label = f"P{percentile_word(p)} {name} (ms):"
+            lines.append(_line(label, flat.get(percentile_key(p, metric), 0.0)))
     lines.append("=" * BLOCK_WIDTH)
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from isobench.intake.rows import InputError
 from isobench.models.domain import PatchStatus
 from isobench.models.tables import AgentRow, MetricsRow, PatchRow, RunLogRow, RunRow, TaskRow
 from isobench.report.export import export_runs
-from isobench.report.summary import summarize
+from isobench.report.summary import summarize_runs
 from isobench.store import migrate, repository
 from isobench.store.engine import session_scope
 from isobench.store.repository import ConflictError
@@ -269,7 +269,7 @@ def test_import_93_files_twice_leaves_93_runs(db_url: str, tmp_path: Path) -> No
     assert _count(db_url, RunRow) == 93
     with session_scope(db_url) as session:
         latest = repository.latest_runs(session=session)
-        (summary,) = summarize((r.agent.name if r.agent else None, r.outcome) for r in latest)
+        (summary,) = summarize_runs(latest)
     assert summary.total == 93
     assert {k: v for k, v in summary.breakdown.items() if v} == expected
     assert summary.successful == expected["success"]
