@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 from isobench import __version__
 from isobench.intake import load as intake
 from isobench.intake.rows import InputError
-from isobench.models.domain import WORKLOAD_PRESETS, BenchmarkConfig, Endpoint
+from isobench.models.domain import (
+    WORKLOAD_PRESETS,
+    Arm,
+    BenchmarkConfig,
+    Endpoint,
+    Selection,
+    Timeouts,
+)
 from isobench.models.outcomes import Outcome
 from isobench.models.settings import Settings
 from isobench.report import compare
@@ -544,6 +551,7 @@ def sweep_command(
     ] = "vllm serve {model} --host 127.0.0.1 --port {port}",
     task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable).")] = None,
     agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
+    arm: Annotated[list[Arm] | None, typer.Option(help="Only these arms (repeatable).")] = None,
     preset: Annotated[str, typer.Option(help="recommended or legacy")] = "recommended",
     repeats: Annotated[int | None, typer.Option(help="Benchmark passes per arm.")] = None,
     gpu: Annotated[
@@ -554,7 +562,7 @@ def sweep_command(
     benchmark_timeout: float = 900.0,
 ) -> None:
     """Measure every task's baseline, human and agent arms (process or docker runtime)."""
-    from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.flows.pipeline import sweep
     from isobench.runtimes.docker import DockerRuntimeSpec
     from isobench.runtimes.process import ProcessRuntimeSpec
 
@@ -588,14 +596,13 @@ def sweep_command(
     else:
         raise typer.BadParameter("--runtime must be process or docker")
     results = sweep(
-        runtime=spec,
+        selection=Selection(tasks=task, agents=agent, arms=arm or list(Arm)),
         config=config,
-        database_url=url,
-        tasks=task,
-        agents=agent,
-        gpus=gpu,
         force=force,
         timeouts=Timeouts(server_start_s=server_start_timeout, benchmark_s=benchmark_timeout),
+        runtime=spec,
+        gpus=gpu,
+        database_url=url,
     )
     reused = sum(1 for r in results if r["reused"])
     out.print(f"{len(results)} arms: {len(results) - reused} measured, {reused} reused")

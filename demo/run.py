@@ -9,7 +9,7 @@ from pathlib import Path
 
 from isobench.demo.repo import SERVER_COMMAND, DemoRepo, build_demo_repo
 from isobench.intake.patches import build_patch
-from isobench.models.domain import BenchmarkConfig
+from isobench.models.domain import BenchmarkConfig, Selection, Timeouts
 from isobench.store import migrate, repository
 from isobench.store.engine import session_scope
 
@@ -23,6 +23,7 @@ DEMO_CONFIG = BenchmarkConfig(
     repeats=2,
     warmup_requests=1,
 )
+DEMO_TIMEOUTS = Timeouts(server_start_s=60, benchmark_s=120)
 
 
 def prefect_local_mode(workdir: Path) -> None:
@@ -64,7 +65,7 @@ def load_demo(workdir: Path, db_url: str, *, max_patch_bytes: int) -> DemoRepo:
 def run_demo(
     workdir: Path, db_url: str, *, max_patch_bytes: int, force: bool = False
 ) -> DemoResult:
-    from isobench.flows.pipeline import Timeouts, sweep
+    from isobench.flows.pipeline import sweep
     from isobench.runtimes.process import ProcessRuntimeSpec
 
     repo = load_demo(workdir, db_url, max_patch_bytes=max_patch_bytes)
@@ -72,11 +73,11 @@ def run_demo(
         repo=str(repo.path), workdir=str(workdir / "runtime"), server_command=SERVER_COMMAND
     )
     results = sweep(
-        runtime=spec,
+        selection=Selection(tasks=[repo.task.task_id]),
         config=DEMO_CONFIG,
-        database_url=db_url,
-        tasks=[repo.task.task_id],
         force=force,
-        timeouts=Timeouts(server_start_s=60, benchmark_s=120),
+        timeouts=DEMO_TIMEOUTS,
+        runtime=spec,
+        database_url=db_url,
     )
     return DemoResult(results, DEMO_CONFIG.config_hash)

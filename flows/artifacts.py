@@ -13,8 +13,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from isobench.models.outcomes import OutcomeRecord
-from isobench.report import compare
+from isobench.models.outcomes import Outcome, OutcomeRecord
+from isobench.report import compare, drift
 from isobench.report import summary as report_summary
 from isobench.runtimes.base import ArmJob
 from isobench.store import repository
@@ -73,3 +73,27 @@ def sweep_tables(db_url: str, config_hash: str) -> None:
         key=f"isobench-compare-{config_hash}",
         description="Per task: every arm against baseline and human",
     )
+
+
+def drift_table(db_url: str, run_ids: list[int], threshold: float) -> list[drift.DriftLine]:
+    """Each re-measured run against the last success of the same image and config, as a table
+    artifact keyed per config; returns the lines (those with ``drifted`` are the news)."""
+    lines: list[drift.DriftLine] = []
+    config_hash = None
+    with session_scope(db_url) as session:
+        for run_id in run_ids:
+            now = repository.run_by_id(session=session, run_id=run_id)
+            if now is None or now.outcome != Outcome.SUCCESS.value:
+                continue
+            config_hash = now.config_hash
+            before = repository.previous_success(session=session, run=now)
+            if before is not None:
+                lines += drift.drift(before, now, threshold)
+    if config_hash is not None:
+        create_table_artifact(
+            [asdict(line) for line in lines],
+            key=f"isobench-drift-{config_hash}",
+            description=f"Baseline and human measured again: change against the last "
+            f"measurement of the same image (drift: beyond {threshold:.0%} and the noise)",
+        )
+    return lines

@@ -1,6 +1,8 @@
 """The three-way flows: for each task, baseline, human and every agent's patch, side by side.
 
-``three_way`` runs the arms of one task, ``sweep`` the arms of many. Both plan first (which
+``three_way`` runs the arms of one task, ``sweep`` the arms of many, ``retry_failed`` the
+arms whose latest attempt failed in a chosen way, ``nightly_rerun`` baseline and human again
+(host drift) and the agent arms never tried (new patches). All plan first (which
 arms still need measuring), then submit every build at once, so image builds (CPU) overlap
 benchmarks (GPU), and measure arm after arm while holding the GPU's slot, a Prefect global
 concurrency limit of 1 per GPU, around server start, benchmark and clean-up alike.
@@ -18,13 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from prefect import flow, get_client
+from prefect import flow, get_client, get_run_logger
 from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import TypeAdapter
 
 from isobench.flows import artifacts
 from isobench.models.domain import (
@@ -33,24 +36,23 @@ from isobench.models.domain import (
     BenchmarkConfig,
     BenchmarkKind,
     RunRecord,
+    Selection,
     Task,
+    Timeouts,
 )
 from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.models.settings import Settings
+from isobench.models.tables import RunRow
 from isobench.runtimes.base import ArmJob, Prepared, safe_name
 from isobench.runtimes.factory import RuntimeSpec, make_runtime
+from isobench.runtimes.host import host_gpus, host_runtime
 from isobench.store import repository
 from isobench.store.engine import session_scope
 from isobench.tasks import steps
 from isobench.tasks.loadgen import CLIENT_NAME
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.server_start import free_port
-
-
-class Timeouts(BaseModel):
-    server_start_s: float = Field(300.0, gt=0)
-    benchmark_s: float = Field(900.0, gt=0)
 
 
 @dataclass
@@ -88,6 +90,14 @@ def _skip_reason(task: Task, gpus: list[str]) -> str | None:
     return None
 
 
+class Reuse(StrEnum):
+    """What a plan does with an arm measured before (same task, arm, agent, config, image)."""
+
+    FINAL = "final"  # keep a final outcome; run again one that may pass next time
+    NONE = "none"  # measure again
+    ANY = "any"  # keep any attempt: run only arms never tried
+
+
 @dataclass
 class Plan:
     run: list[ArmJob] = field(default_factory=list)
@@ -95,23 +105,31 @@ class Plan:
     skipped: list[tuple[ArmJob, str]] = field(default_factory=list)
 
 
+def _keep(latest: RunRow | None, policy: Reuse) -> bool:
+    if latest is None or policy is Reuse.NONE:
+        return False
+    return policy is Reuse.ANY or not Outcome(latest.outcome).is_retryable
+
+
 def plan_jobs(
     *,
     db_url: str,
-    task_ids: list[str] | None,
-    agents: list[str] | None,
+    selection: Selection,
     config: BenchmarkConfig,
     spec: RuntimeSpec,
     gpus: list[str],
     label: str,
-    force: bool,
+    reuse: dict[Arm, Reuse] | None = None,
 ) -> Plan:
+    """Every selected arm of every selected task: run, reused or skipped. ``reuse`` sets the
+    policy per arm (default: keep final outcomes)."""
     runtime = make_runtime(spec)
     plan = Plan()
+    policies = reuse or {}
     with session_scope(db_url) as session:
         tasks = repository.list_tasks(session=session)
-        if task_ids is not None:
-            wanted = set(task_ids)
+        if selection.tasks is not None:
+            wanted = set(selection.tasks)
             missing = wanted - {t.task_id for t in tasks}
             if missing:
                 raise ValueError(f"unknown task(s): {', '.join(sorted(missing))}")
@@ -120,15 +138,22 @@ def plan_jobs(
             jobs = [
                 ArmJob(task=task, arm=arm, config=config, run_label=label)
                 for arm in (Arm.BASELINE, Arm.HUMAN)
+                if arm in selection.arms
             ]
-            jobs += [
-                ArmJob(
-                    task=task, arm=Arm.AGENT, agent=p.agent, patch=p, config=config, run_label=label
-                )
-                for p in repository.agent_patches(
-                    session=session, task_id=task.task_id, agents=agents
-                )
-            ]
+            if Arm.AGENT in selection.arms:
+                jobs += [
+                    ArmJob(
+                        task=task,
+                        arm=Arm.AGENT,
+                        agent=p.agent,
+                        patch=p,
+                        config=config,
+                        run_label=label,
+                    )
+                    for p in repository.agent_patches(
+                        session=session, task_id=task.task_id, agents=selection.agents
+                    )
+                ]
             reason = _skip_reason(task, gpus)
             for job in jobs:
                 digest = "-" if reason else runtime.identity(job)
@@ -140,7 +165,7 @@ def plan_jobs(
                     config_hash=config.config_hash,
                     image_digest=digest,
                 )
-                if latest is not None and not force and not Outcome(latest.outcome).is_retryable:
+                if latest is not None and _keep(latest, policies.get(job.arm, Reuse.FINAL)):
                     plan.reused.append(
                         ArmResult(job, Outcome(latest.outcome), latest.reason, True, latest.id)
                     )
@@ -378,7 +403,8 @@ def _prepare_run(spec: RuntimeSpec, gpus: list[str]) -> str:
 def stop_run_servers(_flow: object, run: object, _state: object) -> None:
     """Cancellation and crash hook: a cancel does not reach servers (containers are dockerd's
     children, processes have their own group), so stop every server of this run here."""
-    spec = TypeAdapter(RuntimeSpec).validate_python(run.parameters["runtime"])  # type: ignore[attr-defined]
+    given = run.parameters.get("runtime")  # type: ignore[attr-defined]
+    spec = host_runtime(TypeAdapter(RuntimeSpec).validate_python(given) if given else None)
     make_runtime(spec).stop_labelled(str(run.id))  # type: ignore[attr-defined]
 
 
@@ -390,30 +416,52 @@ _SERVER_FLOW: dict[str, Any] = {
 }
 
 
+@dataclass
+class Where:
+    """Where a flow runs its arms: the runtime, GPUs and database, from the flow's parameters
+    or else the worker host's settings."""
+
+    runtime: RuntimeSpec
+    gpus: list[str]
+    database_url: str
+
+    @classmethod
+    def resolve(
+        cls, runtime: RuntimeSpec | None, gpus: list[str] | None, database_url: str | None
+    ) -> Where:
+        return cls(host_runtime(runtime), host_gpus(gpus), database_url or Settings().database_url)
+
+
+def _with_dataset(selection: Selection, db_url: str) -> Selection:
+    """A selection naming a dataset file: load it, then measure its tasks (or those of them
+    the selection names)."""
+    if selection.dataset is None:
+        return selection
+    loaded = steps.load_dataset(selection.dataset, db_url)
+    tasks = [t for t in loaded if selection.tasks is None or t in selection.tasks]
+    return selection.model_copy(update={"tasks": tasks})
+
+
 def _execute(
-    runtime: RuntimeSpec,
+    selection: Selection,
     config: BenchmarkConfig,
-    database_url: str,
+    where: Where,
     *,
-    tasks: list[str] | None,
-    agents: list[str] | None,
-    gpus: list[str] | None,
-    force: bool,
-    timeouts: Timeouts | None,
+    timeouts: Timeouts,
+    reuse: dict[Arm, Reuse] | None = None,
     only: set[tuple[str, str, str | None]] | None = None,
-) -> list[dict[str, object]]:
+) -> list[ArmResult]:
     """Plan, run and publish; ``only`` keeps just those (task, arm, agent)."""
-    gpus = gpus or ["0"]
-    label = _prepare_run(runtime, gpus)
+    selection = _with_dataset(selection, where.database_url)
+    label = _prepare_run(where.runtime, where.gpus)
     plan = plan_jobs(
-        db_url=database_url,
-        task_ids=tasks,
-        agents=agents,
+        db_url=where.database_url,
+        selection=selection,
         config=config,
-        spec=runtime,
-        gpus=gpus,
+        spec=where.runtime,
+        gpus=where.gpus,
         label=label,
-        force=force,
+        reuse=reuse,
     )
     if only is not None:
 
@@ -425,58 +473,58 @@ def _execute(
             skipped=[(j, why) for j, why in plan.skipped if chosen(j)],
         )
     results = run_plan(
-        plan, spec=runtime, db_url=database_url, gpus=gpus, timeouts=timeouts or Timeouts()
+        plan, spec=where.runtime, db_url=where.database_url, gpus=where.gpus, timeouts=timeouts
     )
-    artifacts.sweep_tables(database_url, config.config_hash)
-    return [summary(r) for r in results]
+    artifacts.sweep_tables(where.database_url, config.config_hash)
+    return results
+
+
+def _all_or_none(force: bool) -> dict[Arm, Reuse]:
+    return dict.fromkeys(Arm, Reuse.NONE if force else Reuse.FINAL)
 
 
 @flow(name="sweep", flow_run_name="sweep {config.config_hash}", **_SERVER_FLOW)
 def sweep(
-    runtime: RuntimeSpec,
-    config: BenchmarkConfig,
-    database_url: str,
-    tasks: list[str] | None = None,
-    agents: list[str] | None = None,
-    gpus: list[str] | None = None,
+    selection: Selection = Selection(),
+    config: BenchmarkConfig = BenchmarkConfig(),
     force: bool = False,
-    timeouts: Timeouts | None = None,
+    timeouts: Timeouts = Timeouts(),
+    runtime: RuntimeSpec | None = None,
+    gpus: list[str] | None = None,
+    database_url: str | None = None,
 ) -> list[dict[str, object]]:
-    """Measure every task's three arms (all loaded tasks unless ``tasks`` names some)."""
-    return _execute(
-        runtime,
-        config,
-        database_url,
-        tasks=tasks,
-        agents=agents,
-        gpus=gpus,
-        force=force,
-        timeouts=timeouts,
-    )
+    """Measure the selected arms of every selected task (default: all loaded tasks, all arms).
+
+    An arm measured before with the same config and image is reused unless ``force``.
+    ``runtime``, ``gpus`` and ``database_url`` default to the worker host's ISOBENCH_*
+    settings."""
+    where = Where.resolve(runtime, gpus, database_url)
+    results = _execute(selection, config, where, timeouts=timeouts, reuse=_all_or_none(force))
+    return [summary(r) for r in results]
 
 
-@flow(name="three-way", flow_run_name="three-way {task}", **_SERVER_FLOW)
+def _three_way_name() -> str:
+    """'three-way 9badee53 trae/gpt-5': the task, and the agents when some are named."""
+    params = flow_run.parameters
+    return " ".join(["three-way", str(params["task"]), *(params.get("agents") or [])])
+
+
+@flow(name="three-way", flow_run_name=_three_way_name, **_SERVER_FLOW)
 def three_way(
     task: str,
-    runtime: RuntimeSpec,
-    config: BenchmarkConfig,
-    database_url: str,
     agents: list[str] | None = None,
-    gpus: list[str] | None = None,
+    config: BenchmarkConfig = BenchmarkConfig(),
     force: bool = False,
-    timeouts: Timeouts | None = None,
+    timeouts: Timeouts = Timeouts(),
+    runtime: RuntimeSpec | None = None,
+    gpus: list[str] | None = None,
+    database_url: str | None = None,
 ) -> list[dict[str, object]]:
-    """Measure one task's baseline, human and agent arms."""
-    return _execute(
-        runtime,
-        config,
-        database_url,
-        tasks=[task],
-        agents=agents,
-        gpus=gpus,
-        force=force,
-        timeouts=timeouts,
-    )
+    """Measure one task's baseline, human and agent arms (all agents unless named)."""
+    where = Where.resolve(runtime, gpus, database_url)
+    selection = Selection(tasks=[task], agents=agents)
+    results = _execute(selection, config, where, timeouts=timeouts, reuse=_all_or_none(force))
+    return [summary(r) for r in results]
 
 
 def summary(result: ArmResult) -> dict[str, object]:
@@ -516,29 +564,66 @@ def select_failed(
 
 @flow(name="retry-failed", flow_run_name="retry-failed {config.config_hash}", **_SERVER_FLOW)
 def retry_failed(
-    runtime: RuntimeSpec,
-    config: BenchmarkConfig,
-    database_url: str,
-    outcomes: list[Outcome] | None = None,
+    outcomes: tuple[Outcome, ...] = RETRY_OUTCOMES,
     max_attempts: int = 3,
-    tasks: list[str] | None = None,
-    agents: list[str] | None = None,
+    selection: Selection = Selection(),
+    config: BenchmarkConfig = BenchmarkConfig(),
+    timeouts: Timeouts = Timeouts(),
+    runtime: RuntimeSpec | None = None,
     gpus: list[str] | None = None,
-    timeouts: Timeouts | None = None,
+    database_url: str | None = None,
 ) -> list[dict[str, object]]:
-    """Run again only the arms whose latest attempt failed in one of ``outcomes`` (default:
-    infra_error, server_timeout, benchmark_timeout, no_metrics), up to ``max_attempts``."""
-    wanted = select_failed(
-        database_url, config.config_hash, list(outcomes or RETRY_OUTCOMES), max_attempts
-    )
-    return _execute(
-        runtime,
+    """Run again only the arms whose latest attempt with ``config`` failed in one of
+    ``outcomes`` (default: infra_error, server_timeout, benchmark_timeout, no_metrics) and
+    that have had fewer than ``max_attempts`` attempts."""
+    where = Where.resolve(runtime, gpus, database_url)
+    wanted = select_failed(where.database_url, config.config_hash, list(outcomes), max_attempts)
+    results = _execute(
+        selection,
         config,
-        database_url,
-        tasks=tasks,
-        agents=agents,
-        gpus=gpus,
-        force=True,
+        where,
         timeouts=timeouts,
+        reuse=_all_or_none(True),
         only=wanted,
     )
+    return [summary(r) for r in results]
+
+
+def _nightly_name() -> str:
+    """'nightly-rerun 2026-11-25': the scheduled day, so a rerun of one night reads as such."""
+    when = flow_run.scheduled_start_time or datetime.now(UTC)
+    return f"nightly-rerun {when:%Y-%m-%d}"
+
+
+# Baseline and human are measured again to see the host drift; of the agents, only arms never
+# tried (patches that arrived since the last run) are measured.
+NIGHTLY_REUSE = {Arm.BASELINE: Reuse.NONE, Arm.HUMAN: Reuse.NONE, Arm.AGENT: Reuse.ANY}
+
+
+@flow(name="nightly-rerun", flow_run_name=_nightly_name, **_SERVER_FLOW)
+def nightly_rerun(
+    selection: Selection = Selection(),
+    config: BenchmarkConfig = BenchmarkConfig(),
+    drift_threshold: float = 0.05,
+    timeouts: Timeouts = Timeouts(),
+    runtime: RuntimeSpec | None = None,
+    gpus: list[str] | None = None,
+    database_url: str | None = None,
+) -> list[dict[str, object]]:
+    """Re-measure baseline and human of the chosen tasks and compare each with the last
+    measurement of the same image: a change beyond ``drift_threshold`` (a fraction) and
+    beyond twice the repeats' spread is the host drifting. Measure the agent arms never
+    tried: patches that arrived since the last run."""
+    where = Where.resolve(runtime, gpus, database_url)
+    results = _execute(selection, config, where, timeouts=timeouts, reuse=NIGHTLY_REUSE)
+    measured = [
+        r.run_id
+        for r in results
+        if r.run_id is not None and not r.reused and r.job.arm is not Arm.AGENT
+    ]
+    lines = artifacts.drift_table(where.database_url, measured, drift_threshold)
+    logger = get_run_logger()
+    for line in lines:
+        if line.drifted:
+            logger.warning("drift: %s", line.describe())
+    return [summary(r) for r in results]

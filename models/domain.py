@@ -178,6 +178,33 @@ WORKLOAD_PRESETS: dict[str, BenchmarkConfig] = {
 }
 
 
+class Selection(BaseModel):
+    """Which arms a flow measures: tasks (all loaded, or a dataset file's, or named ones),
+    agents and arms. A flow parameter, so the Prefect UI shows it as a form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str | None = Field(
+        None,
+        description="A task file on the worker host (.json, .jsonl or .csv, as 'isobench tasks "
+        "load' reads it): its tasks are loaded (added or updated) and measured.",
+    )
+    tasks: list[TaskId] | None = Field(None, description="Only these task ids.")
+    agents: list[AgentName] | None = Field(None, description="Only these agents' patches.")
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(Arm), min_length=1, description="Arms to measure."
+    )
+
+
+class Timeouts(BaseModel):
+    """Hard limits, enforced by the steps themselves (process kill, request cancellation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server_start_s: float = Field(300.0, gt=0, description="Until /health and /v1/models answer.")
+    benchmark_s: float = Field(900.0, gt=0, description="For all repeats of the benchmark.")
+
+
 class RunSource(StrEnum):
     PIPELINE = "pipeline"
     IMPORT = "import"

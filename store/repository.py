@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from isobench.models.domain import AgentPatch, BenchmarkSpec, PatchStatus, RunRecord, Task
+from isobench.models.outcomes import Outcome
 from isobench.models.tables import AgentRow, MetricsRow, PatchRow, RunLogRow, RunRow, TaskRow
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -322,3 +323,31 @@ def agent_patches(*, session: Session, task_id: str, agents: list[str] | None) -
         )
         for name, row in sorted(newest.items())
     ]
+
+
+def run_by_id(*, session: Session, run_id: int) -> RunRow | None:
+    return session.get(RunRow, run_id, options=[selectinload(RunRow.metrics)])
+
+
+def previous_success(*, session: Session, run: RunRow) -> RunRow | None:
+    """The newest successful attempt before ``run`` of the same measurement (task, arm,
+    agent, config, image)."""
+    query = (
+        select(RunRow)
+        .where(
+            RunRow.task_id == run.task_id,
+            RunRow.arm == run.arm,
+            RunRow.config_hash == run.config_hash,
+            RunRow.image_digest == run.image_digest,
+            RunRow.outcome == Outcome.SUCCESS.value,
+            RunRow.id < run.id,
+        )
+        .options(selectinload(RunRow.metrics))
+        .order_by(RunRow.id.desc())
+        .limit(1)
+    )
+    if run.agent_id is None:
+        query = query.where(RunRow.agent_id.is_(None))
+    else:
+        query = query.where(RunRow.agent_id == run.agent_id)
+    return session.scalars(query).first()

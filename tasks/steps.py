@@ -10,17 +10,20 @@ cannot stop blocking work.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
+from isobench.intake.load import load_tasks
 from isobench.models.domain import BenchmarkConfig, PatchStatus, RunRecord
 from isobench.models.metrics import Metrics
 from isobench.models.outcomes import Outcome, OutcomeRecord
 from isobench.runtimes.base import ArmJob, Prepared, ServerInfo
 from isobench.runtimes.factory import RuntimeSpec, make_runtime
+from isobench.store.engine import session_scope
 from isobench.tasks.benchmark import parse_benchmark, parse_script, run_benchmark, run_script
 from isobench.tasks.patch_apply import StepFailure
 from isobench.tasks.patch_check import inspect_patch
@@ -143,3 +146,11 @@ def parse(job: ArmJob, result_json: str) -> Metrics:
 )
 def persist(job: ArmJob, db_url: str, record: RunRecord, log_tail_bytes: int) -> int:
     return persist_attempt(db_url, record, log_tail_bytes=log_tail_bytes)
+
+
+@task(name="load-dataset", task_run_name="load-dataset {path}", cache_policy=NO_CACHE)
+def load_dataset(path: str, db_url: str) -> list[str]:
+    """Load a task file on this host (all rows or none) and return its task ids."""
+    with session_scope(db_url) as session:
+        tasks, _counts = load_tasks(session=session, path=Path(path))
+    return [t.task_id for t in tasks]

@@ -18,7 +18,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from isobench.demo.repo import BENCHMARK_COMMAND, EXPECTED, SERVER_COMMAND
 from isobench.demo.run import DEMO_CONFIG, load_demo, run_demo
 from isobench.flows.pipeline import gpu_limit_name, retry_failed, sweep, three_way
-from isobench.models.domain import BenchmarkClient
+from isobench.models.domain import BenchmarkClient, Selection
 from isobench.models.outcomes import Outcome
 from isobench.runtimes.process import ProcessRuntimeSpec
 from isobench.store import repository
@@ -131,7 +131,9 @@ def test_sweep_with_the_tasks_own_benchmark_script(prefect_api: str, tmp_path: P
     spec = ProcessRuntimeSpec(
         repo=str(demo.path), workdir=str(tmp_path / "w" / "runtime"), server_command=SERVER_COMMAND
     )
-    results = sweep(runtime=spec, config=config, database_url=db, tasks=[demo.task.task_id])
+    results = sweep(
+        runtime=spec, config=config, database_url=db, selection=Selection(tasks=[demo.task.task_id])
+    )
     assert _outcomes(results) == {"baseline": "success", "human": "success", **EXPECTED}
     tput = _throughput(results)
     assert tput["demo/faster"] > tput["human"] > tput["baseline"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from isobench.demo.repo import EXPECTED
 from isobench.demo.run import DEMO_CONFIG, load_demo
-from isobench.flows.pipeline import Timeouts, sweep
+from isobench.flows.pipeline import sweep
+from isobench.models.domain import Selection, Timeouts
 from isobench.runtimes.base import LABEL_KEY
 from isobench.runtimes.docker import AGENT_REPOSITORY, DockerRuntimeSpec
 from isobench.store import repository
@@ -35,7 +36,7 @@ def test_docker_sweep(prefect_api: str, docker_client, tmp_path: Path) -> None:
         runtime=spec,
         config=DEMO_CONFIG,
         database_url=db,
-        tasks=[demo.task.task_id],
+        selection=Selection(tasks=[demo.task.task_id]),
         timeouts=Timeouts(server_start_s=60, benchmark_s=120),
     )
     outcomes = {r["agent"] or r["arm"]: r["outcome"] for r in results}
@@ -58,5 +59,10 @@ def test_docker_sweep(prefect_api: str, docker_client, tmp_path: Path) -> None:
     crash = runs[("agent", "demo/crash")]
     assert crash.cause == "import_error" and "fused_decode_kernels" in crash.evidence
     # A second sweep builds nothing and measures nothing: every arm is reused.
-    again = sweep(runtime=spec, config=DEMO_CONFIG, database_url=db, tasks=[demo.task.task_id])
+    again = sweep(
+        runtime=spec,
+        config=DEMO_CONFIG,
+        database_url=db,
+        selection=Selection(tasks=[demo.task.task_id]),
+    )
     assert all(r["reused"] for r in again)
