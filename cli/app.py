@@ -609,5 +609,37 @@ def sweep_command(
     _print_tables(url, config.config_hash)
 
 
+@app.command("deploy")
+def deploy_command(
+    prefect_file: Annotated[
+        Path, typer.Option(help="The deployments, schedules and work pools.")
+    ] = Path("deploy/prefect.yaml"),
+    host: Annotated[
+        str | None, typer.Option(help="The GPU host whose limits to create (default: this one).")
+    ] = None,
+    gpu: Annotated[
+        list[str] | None,
+        typer.Option(help="GPU ids of that host (repeatable; default: ISOBENCH_GPUS/nvidia-smi)."),
+    ] = None,
+) -> None:
+    """Set up the Prefect server at PREFECT_API_URL: the work pools, one concurrency limit per
+    GPU, and the deployments of deploy/prefect.yaml. Safe to run again."""
+    from isobench.flows.deployments import DeployError, set_up
+    from isobench.runtimes.host import host_gpus
+
+    gpus = gpu or host_gpus()
+    try:
+        report = set_up(prefect_file, host=host, gpus=gpus)
+    except DeployError as exc:
+        err.print(f"[red]{exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    for name in report.pools_created:
+        out.print(f"work pool {name}: created (process)")
+    for name in report.pools_found:
+        out.print(f"work pool {name}: exists")
+    out.print(f"concurrency limits: {', '.join(report.limits)} (1 slot each)")
+    out.print(f"deployments: {', '.join(report.deployments)}")
+
+
 def main() -> None:
     app()

@@ -157,7 +157,7 @@ def build_demo_repo(path: Path) -> DemoRepo:
     patches: dict[str, str] = {}
     old = _git(path, "show", f"{parent}:server.py") + "\n"
     for agent, (_what, text) in AGENT_CHANGES.items():
-        patches[agent] = _diff(old, text)
+        patches[agent] = server_diff(old, text)
     patches["demo/bad-patch"] = BAD_PATCH
     task = Task(
         task_id=TASK_ID,
@@ -175,7 +175,7 @@ def build_demo_repo(path: Path) -> DemoRepo:
     return DemoRepo(path, task, patches)
 
 
-def _diff(old: str, new: str) -> str:
+def server_diff(old: str, new: str) -> str:
     """The agent's unified diff against the parent's server.py."""
     lines = difflib.unified_diff(
         old.splitlines(keepends=True),

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from prefect import flow, get_client, get_run_logger
+from prefect import flow, get_client, get_run_logger, tags
 from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
@@ -70,16 +70,16 @@ class ArmResult:
 GPU_LEASE_S = 60.0
 
 
-def gpu_limit_name(gpu: str) -> str:
-    """One limit per GPU of this host: GPU 0 of two hosts are two GPUs."""
-    return f"isobench-gpu-{safe_name(socket.gethostname())}-{gpu}"
+def gpu_limit_name(gpu: str, host: str | None = None) -> str:
+    """One limit per GPU of a host (default: this one): GPU 0 of two hosts are two GPUs."""
+    return f"isobench-gpu-{safe_name(host or socket.gethostname())}-{gpu}"
 
 
-def ensure_gpu_limits(gpus: list[str]) -> None:
+def ensure_gpu_limits(gpus: list[str], host: str | None = None) -> None:
     """One slot per GPU: at most one server on a GPU at a time, across flows and hosts."""
     with get_client(sync_client=True) as client:
         for gpu in gpus:
-            client.upsert_global_concurrency_limit_by_name(gpu_limit_name(gpu), limit=1)
+            client.upsert_global_concurrency_limit_by_name(gpu_limit_name(gpu, host), limit=1)
 
 
 def _skip_reason(task: Task, gpus: list[str]) -> str | None:
@@ -324,9 +324,10 @@ def _run_benchmark(
 
 
 def _build_or_check(spec: RuntimeSpec, job: ArmJob, settings: Settings) -> PrefectFuture[Prepared]:
-    if job.patch is not None:
-        steps.check_patch(job, settings.max_patch_bytes)
-    return steps.build.submit(spec, job)
+    with tags(*steps.arm_tags(job)):
+        if job.patch is not None:
+            steps.check_patch(job, settings.max_patch_bytes)
+        return steps.build.submit(spec, job)
 
 
 def run_plan(
@@ -353,7 +354,8 @@ def run_plan(
             timings={},
             flags=[],
         )
-        run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+        with tags(*steps.arm_tags(job)):
+            run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
         results.append(ArmResult(job, Outcome.SKIPPED, reason, False, run_id))
         progress.advance()
     builds: dict[int, PrefectFuture[Prepared] | StepFailure] = {}
@@ -377,18 +379,19 @@ def run_plan(
                 timings={},
                 flags=[],
             )
-            run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+            with tags(*steps.arm_tags(job)):
+                run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
             artifacts.failed_arm(job, built.outcome, run_id)
             results.append(
                 ArmResult(job, built.outcome.outcome, built.outcome.reason, False, run_id)
             )
             progress.advance()
             continue
-        results.append(
-            _measure_arm(
+        with tags(*steps.arm_tags(job)):
+            measured = _measure_arm(
                 spec, job, built, gpus=gpus, timeouts=timeouts, db_url=db_url, settings=settings
             )
-        )
+        results.append(measured)
         progress.advance()
     return results
 

@@ -45,7 +45,8 @@ def infra_only(_task: Any, _task_run: Any, state: Any) -> bool:
     return False
 
 
-def _tags(job: ArmJob) -> list[str]:
+def arm_tags(job: ArmJob) -> list[str]:
+    """Tags of every task run of an arm, to filter the UI by arm, task, agent and model."""
     tags = [f"arm:{job.arm.value}", f"task:{job.task.task_id}"]
     if job.agent:
         tags.append(f"agent:{job.agent}")

@@ -10,6 +10,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Prefect reads its settings once, at import: keep its home out of the user's and switch off
@@ -44,23 +45,31 @@ def _postgres_or_fail() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
+@contextmanager
+def throwaway_postgres(prefix: str = "isobench_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its libpq URL), dropped afterwards."""
     _postgres_or_fail()
-    name = f"isobench_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
     try:
-        yield url
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
-        get_engine(url).dispose()
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for isobench (psycopg 3), dropped afterwards."""
+    with throwaway_postgres() as libpq_url:
+        url = libpq_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        try:
+            yield url
+        finally:
+            get_engine(url).dispose()
 
 
 @pytest.fixture
