@@ -4,6 +4,7 @@
 # engine that this script starts when the machine has none running).
 source "$(dirname "$0")/env.sh"
 source scripts/docker-engine.sh
+source scripts/compose-tool.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"

@@ -34,7 +34,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _postgres_or_fail() -> None:
+def require_postgres() -> None:
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5):
             return
@@ -48,7 +48,7 @@ def _postgres_or_fail() -> None:
 @contextmanager
 def throwaway_postgres(prefix: str = "isobench_test") -> Iterator[str]:
     """A new, empty PostgreSQL database (its libpq URL), dropped afterwards."""
-    _postgres_or_fail()
+    require_postgres()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

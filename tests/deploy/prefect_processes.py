@@ -24,11 +24,12 @@ SERVER_START_TIMEOUT_S = 120
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any Prefect or isobench setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ISOBENCH_"))}
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra)
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.update(extra)
     return env
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
@@ -76,7 +77,7 @@ def prefect_server(database_url: str, home: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield api
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextmanager
@@ -101,4 +102,4 @@ def process_worker(api: str, pool: str, home: Path, isobench_home: Path) -> Iter
     try:
         yield log
     finally:
-        _stop(proc)
+        stop(proc)
