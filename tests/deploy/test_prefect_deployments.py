@@ -164,7 +164,12 @@ async def _check_setup(expected_schedule: dict) -> None:
             f"isobench-gpu-{safe_name(socket.gethostname())}-0"
         )
         assert limit.limit == 1
-        names = ["sweep/sweep", "retry-failed/retry-failed", "nightly-rerun/nightly-rerun"]
+        names = [
+            "sweep/sweep",
+            "three-way/three-way",
+            "retry-failed/retry-failed",
+            "nightly-rerun/nightly-rerun",
+        ]
         for name in names:
             deployment = await client.read_deployment_by_name(name)
             assert deployment.work_pool_name == POOL

@@ -67,7 +67,7 @@ def test_no_runtime_is_a_clear_error() -> None:
 def test_the_deploy_file_names_one_gpu_pool_and_three_deployments() -> None:
     config = read_prefect_file(REPO / "deploy" / "prefect.yaml")
     assert pool_names(config) == ["gpu-h100"]
-    assert deployment_names(config) == ["sweep", "retry-failed", "nightly-rerun"]
+    assert deployment_names(config) == ["sweep", "three-way", "retry-failed", "nightly-rerun"]
 
 
 @pytest.mark.parametrize(
