@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -135,11 +136,14 @@ def run_prefect_deploy(path: Path) -> str:
 def set_up(path: Path, *, host: str | None, gpus: list[str]) -> DeployReport:
     """Pools, GPU limits and deployments, in that order (a deployment needs its pool).
     Running it again changes nothing that is already right."""
-    api_url()
+    url = api_url()
     config = read_prefect_file(path)
     report = DeployReport()
-    ensure_process_pools(pool_names(config), report)
-    ensure_gpu_limits(gpus, host=host)
+    try:
+        ensure_process_pools(pool_names(config), report)
+        ensure_gpu_limits(gpus, host=host)
+    except httpx.HTTPError as exc:
+        raise DeployError(f"the Prefect server at {url} did not answer: {exc}") from exc
     report.limits = [gpu_limit_name(g, host=host) for g in gpus]
     report.output = run_prefect_deploy(path)
     report.deployments = deployment_names(config)

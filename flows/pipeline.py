@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +135,10 @@ def plan_jobs(
             if missing:
                 raise ValueError(f"unknown task(s): {', '.join(sorted(missing))}")
             tasks = [t for t in tasks if t.task_id in wanted]
+        if selection.agents is not None:
+            unknown = set(selection.agents) - repository.agent_names(session=session)
+            if unknown:
+                raise ValueError(f"no patches loaded for agent(s): {', '.join(sorted(unknown))}")
         for task in tasks:
             jobs = [
                 ArmJob(task=task, arm=arm, config=config, run_label=label)
@@ -479,7 +484,16 @@ def _execute(
         plan, spec=where.runtime, db_url=where.database_url, gpus=where.gpus, timeouts=timeouts
     )
     artifacts.sweep_tables(where.database_url, config.config_hash)
+    get_run_logger().info("%s", outcome_line(results))
     return results
+
+
+def outcome_line(results: list[ArmResult]) -> str:
+    """'7 arms (5 run, 2 reused): success 5, patch_failed 1, server_crashed 1'."""
+    reused = sum(1 for r in results if r.reused)
+    counts = Counter(r.outcome.value for r in results)
+    spread = ", ".join(f"{outcome} {n}" for outcome, n in counts.most_common())
+    return f"{len(results)} arms ({len(results) - reused} run, {reused} reused): {spread or '-'}"
 
 
 def _all_or_none(force: bool) -> dict[Arm, Reuse]:

@@ -351,3 +351,7 @@ def previous_success(*, session: Session, run: RunRow) -> RunRow | None:
     else:
         query = query.where(RunRow.agent_id == run.agent_id)
     return session.scalars(query).first()
+
+
+def agent_names(*, session: Session) -> set[str]:
+    return set(session.scalars(select(AgentRow.name)))
