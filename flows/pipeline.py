@@ -403,7 +403,7 @@ def run_plan(
 
 def _prepare_run(spec: RuntimeSpec, gpus: list[str]) -> str:
     label = str(flow_run.id or "local")
-    make_runtime(spec).sweep_stale(label)
+    make_runtime(spec).sweep_stale()
     ensure_gpu_limits(gpus)
     return label
 

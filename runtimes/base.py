@@ -111,5 +111,6 @@ class Runtime(ABC):
         """Stop every server of one run (a cancelled or crashed flow's clean-up)."""
 
     @abstractmethod
-    def sweep_stale(self, keep_label: str) -> list[str]:
-        """Stop servers left by runs that died (not ``keep_label``'s); returns what it stopped."""
+    def sweep_stale(self) -> list[str]:
+        """Stop servers whose orchestrating process died, whatever their run (a flow run
+        retried from the UI keeps its id); returns what it stopped."""

@@ -436,9 +436,5 @@ class DockerRuntime(Runtime):
     def stop_labelled(self, label: str) -> list[str]:
         return self._remove_where(lambda labels: labels.get(LABEL_KEY) == label)
 
-    def sweep_stale(self, keep_label: str) -> list[str]:
-        return self._remove_where(
-            lambda labels: (
-                labels.get(LABEL_KEY) != keep_label and not _owner_alive(labels.get(OWNER_KEY, ""))
-            )
-        )
+    def sweep_stale(self) -> list[str]:
+        return self._remove_where(lambda labels: not _owner_alive(labels.get(OWNER_KEY, "")))

@@ -239,7 +239,5 @@ class ProcessRuntime(Runtime):
     def stop_labelled(self, label: str) -> list[str]:
         return self._stop_where(lambda record: record["label"] == label)
 
-    def sweep_stale(self, keep_label: str) -> list[str]:
-        return self._stop_where(
-            lambda record: record["label"] != keep_label and not _alive(record["owner"])
-        )
+    def sweep_stale(self) -> list[str]:
+        return self._stop_where(lambda record: not _alive(record["owner"]))

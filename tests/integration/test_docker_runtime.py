@@ -161,8 +161,8 @@ def test_containers_are_labelled_stopped_and_swept(
     assert runtime.exit_code(first) is None
     assert runtime.stop_labelled("run-a") == [first.handle]
     assert runtime.exit_code(first) == -1  # gone
-    # run-b's owner is alive (this process): a sweep by another run leaves it alone...
-    assert runtime.sweep_stale(keep_label="run-c") == []
+    # run-b's owner is alive (this process): a sweep leaves it alone...
+    assert runtime.sweep_stale() == []
     # ...until its owner is dead.
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -178,7 +178,7 @@ def test_containers_are_labelled_stopped_and_swept(
         labels={LABEL_KEY: "run-b", OWNER_KEY: f"{host}:{dead.pid}"},
         name=f"isobench-stale-{dead.pid}",
     )
-    swept = runtime.sweep_stale(keep_label="run-c")
+    swept = runtime.sweep_stale()
     assert len(swept) == 1
     runtime.stop_server(second)
     assert not docker_client.containers.list(all=True, filters={"label": LABEL_KEY})
