@@ -85,6 +85,10 @@ def test_compose_validates_and_keeps_to_the_host_network(tmp_path: Path) -> None
     assert worker["environment"]["ISOBENCH_DATABASE_URL"].endswith("/isobench")
     for service in (server, worker):  # no Prefect process may fall back to a throw-away server
         assert service["environment"]["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
+    # Loopback only: every listening socket is bound to 127.0.0.1.
+    assert "listen_addresses=127.0.0.1" in postgres["command"]
+    assert server["command"][server["command"].index("--host") + 1] == "127.0.0.1"
+    assert worker["environment"]["PREFECT_WORKER_WEBSERVER_HOST"] == "127.0.0.1"
     assert worker["profiles"] == ["gpu"]
     assert worker["command"][:5] == ["prefect", "worker", "start", "--pool", "gpu-h100"]
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
