@@ -18,7 +18,8 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -81,6 +82,60 @@ def ensure_gpu_limits(gpus: list[str], host: str | None = None) -> None:
     with get_client(sync_client=True) as client:
         for gpu in gpus:
             client.upsert_global_concurrency_limit_by_name(gpu_limit_name(gpu, host), limit=1)
+
+
+GPU_POLL_S = 2.0
+
+
+def gpu_groups(gpus: list[str], count: int) -> list[list[str]]:
+    """The GPU sets an arm on ``count`` GPUs may take: neighbours, aligned (0-1, 2-3, ...),
+    as tensor parallelism wants GPUs that share a switch."""
+    return [gpus[i : i + count] for i in range(0, len(gpus) - count + 1, count)]
+
+
+# How long to try for a set of GPUs that looked free (another flow may have just taken it).
+GPU_TRY_S = 5.0
+
+
+def _looks_free(names: list[str]) -> bool:
+    with get_client(sync_client=True) as client:
+        for name in names:
+            limit = client.read_global_concurrency_limit_by_name(name)
+            if limit.active_slots >= limit.limit:
+                return False
+    return True
+
+
+@contextmanager
+def free_gpus(gpus: list[str], count: int, poll_s: float = GPU_POLL_S) -> Iterator[list[str]]:
+    """Hold the slots of ``count`` of this host's GPUs, whichever set is free first, for the
+    block: never two servers on one GPU, and a second flow on the host takes the next GPU
+    instead of queueing behind the first."""
+    groups = gpu_groups(gpus, count)
+    if not groups:
+        raise ValueError(f"{count} GPUs wanted; this host offers {len(gpus)}")
+    while True:
+        for group in groups:
+            names = [gpu_limit_name(g) for g in group]
+            if not _looks_free(names):
+                continue
+            stack = ExitStack()
+            try:
+                stack.enter_context(
+                    concurrency(
+                        names,
+                        occupy=1,
+                        strict=True,
+                        lease_duration=GPU_LEASE_S,
+                        timeout_seconds=GPU_TRY_S,
+                    )
+                )
+            except TimeoutError:  # taken in the meantime
+                continue
+            with stack:
+                yield group
+            return
+        time.sleep(poll_s)
 
 
 def _skip_reason(task: Task, gpus: list[str]) -> str | None:
@@ -242,6 +297,7 @@ def _measure_arm(
     prepared: Prepared | None = None
     metrics: Metrics | None = None
     model: str | None = None
+    held: list[str] = []
     clock = time.monotonic()
 
     def lap(step: str) -> None:
@@ -257,10 +313,8 @@ def _measure_arm(
         flags += prepared.flags
         logs.update(prepared.logs)
         lap("image-build-wait")
-        # A task on N GPUs holds the slots of the host's first N: never two servers on one GPU.
-        held = gpus[: job.task.gpus]
-        slots = [gpu_limit_name(g) for g in held]
-        with concurrency(slots, occupy=1, strict=True, lease_duration=GPU_LEASE_S):
+        with free_gpus(gpus, job.task.gpus) as held:
+            lap("gpu-wait")
             on_gpus = job.model_copy(update={"gpus": held})
             metrics, model = _run_benchmark(spec, on_gpus, prepared, timeouts, logs, lap)
         outcome = OutcomeRecord(outcome=Outcome.SUCCESS, reason="measured")
@@ -282,7 +336,7 @@ def _measure_arm(
         logs=logs,
         timings=timings,
         flags=flags,
-        gpus=gpus[: job.task.gpus],
+        gpus=held,
     )
     run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
     if outcome.outcome is not Outcome.SUCCESS:
