@@ -4,8 +4,9 @@
 arms whose latest attempt failed in a chosen way, ``nightly_rerun`` baseline and human again
 (host drift) and the agent arms never tried (new patches). All plan first (which
 arms still need measuring), then submit every build at once, so image builds (CPU) overlap
-benchmarks (GPU), and measure arm after arm while holding the GPU's slot, a Prefect global
-concurrency limit of 1 per GPU, around server start, benchmark and clean-up alike.
+benchmarks (GPU), and measure arm after arm (or the host's ISOBENCH_PARALLEL_ARMS at once),
+each holding the slots of whichever GPUs are free, a Prefect global concurrency limit of 1
+per GPU, around server start, benchmark and clean-up alike.
 
 Reuse: an arm whose exact measurement (task, arm, agent, config hash, image digest) already
 ended in a final outcome is not run again (unless ``force``), so a second sweep measures
@@ -15,10 +16,13 @@ baseline and human once, and a sweep killed half-way finishes only what is left.
 
 from __future__ import annotations
 
+import contextvars
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +52,7 @@ from isobench.models.settings import Settings
 from isobench.models.tables import RunRow
 from isobench.runtimes.base import ArmJob, Prepared, safe_name
 from isobench.runtimes.factory import RuntimeSpec, make_runtime
-from isobench.runtimes.host import host_gpus, host_runtime
+from isobench.runtimes.host import HostSettings, host_gpus, host_runtime
 from isobench.store import repository
 from isobench.store.engine import session_scope
 from isobench.tasks import steps
@@ -106,32 +110,44 @@ def _looks_free(names: list[str]) -> bool:
     return True
 
 
+# The lanes of one flow choose their GPUs one at a time, so they never race for the same one.
+_CHOOSING = threading.Lock()
+
+
+def _take_first_free(groups: list[list[str]], stack: ExitStack) -> list[str] | None:
+    for group in groups:
+        names = [gpu_limit_name(g) for g in group]
+        if not _looks_free(names):
+            continue
+        try:
+            stack.enter_context(
+                concurrency(
+                    names,
+                    occupy=1,
+                    strict=True,
+                    lease_duration=GPU_LEASE_S,
+                    timeout_seconds=GPU_TRY_S,
+                )
+            )
+        except TimeoutError:  # another flow took it in the meantime
+            continue
+        return group
+    return None
+
+
 @contextmanager
 def free_gpus(gpus: list[str], count: int, poll_s: float = GPU_POLL_S) -> Iterator[list[str]]:
     """Hold the slots of ``count`` of this host's GPUs, whichever set is free first, for the
-    block: never two servers on one GPU, and a second flow on the host takes the next GPU
-    instead of queueing behind the first."""
+    block: never two servers on one GPU, and a second flow or lane on the host takes the next
+    GPU instead of queueing behind the first."""
     groups = gpu_groups(gpus, count)
     if not groups:
         raise ValueError(f"{count} GPUs wanted; this host offers {len(gpus)}")
     while True:
-        for group in groups:
-            names = [gpu_limit_name(g) for g in group]
-            if not _looks_free(names):
-                continue
-            stack = ExitStack()
-            try:
-                stack.enter_context(
-                    concurrency(
-                        names,
-                        occupy=1,
-                        strict=True,
-                        lease_duration=GPU_LEASE_S,
-                        timeout_seconds=GPU_TRY_S,
-                    )
-                )
-            except TimeoutError:  # taken in the meantime
-                continue
+        stack = ExitStack()
+        with _CHOOSING:
+            group = _take_first_free(groups, stack)
+        if group is not None:
             with stack:
                 yield group
             return
@@ -396,7 +412,10 @@ def run_plan(
     db_url: str,
     gpus: list[str],
     timeouts: Timeouts,
+    parallel: int = 1,
 ) -> list[ArmResult]:
+    """Persist the skipped arms, start every build, then measure the arms, ``parallel`` at a
+    time (each on its own GPUs)."""
     settings = Settings(database_url=db_url)
     results = list(plan.reused)
     progress = artifacts.Progress(len(plan.run) + len(plan.skipped), "measured")
@@ -423,9 +442,13 @@ def run_plan(
             builds[index] = _build_or_check(spec, job, settings)
         except StepFailure as failure:
             builds[index] = failure
-    for index, job in enumerate(plan.run):
-        built = builds[index]
-        if isinstance(built, StepFailure):
+
+    def finish(job: ArmJob, built: PrefectFuture[Prepared] | StepFailure) -> ArmResult:
+        with tags(*steps.arm_tags(job)):
+            if not isinstance(built, StepFailure):
+                return _measure_arm(
+                    spec, job, built, gpus=gpus, timeouts=timeouts, db_url=db_url, settings=settings
+                )
             record = _record(
                 job,
                 built.outcome,
@@ -438,21 +461,21 @@ def run_plan(
                 timings={},
                 flags=[],
             )
-            with tags(*steps.arm_tags(job)):
-                run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
-            artifacts.failed_arm(job, built.outcome, run_id)
-            results.append(
-                ArmResult(job, built.outcome.outcome, built.outcome.reason, False, run_id)
-            )
+            run_id = steps.persist(job, db_url, record, settings.log_tail_bytes)
+        artifacts.failed_arm(job, built.outcome, run_id)
+        return ArmResult(job, built.outcome.outcome, built.outcome.reason, False, run_id)
+
+    # Each lane measures one arm at a time on whichever GPUs are free; a copy of the flow's
+    # context per arm keeps its task runs in this flow run.
+    lanes = max(1, min(parallel, len(plan.run)))
+    with ThreadPoolExecutor(lanes, thread_name_prefix="isobench-arm") as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, finish, job, builds[index])
+            for index, job in enumerate(plan.run)
+        ]
+        for _done in as_completed(futures):
             progress.advance()
-            continue
-        with tags(*steps.arm_tags(job)):
-            measured = _measure_arm(
-                spec, job, built, gpus=gpus, timeouts=timeouts, db_url=db_url, settings=settings
-            )
-        results.append(measured)
-        progress.advance()
-    return results
+    return results + [f.result() for f in futures]
 
 
 def _prepare_run(spec: RuntimeSpec, gpus: list[str]) -> str:
@@ -486,12 +509,18 @@ class Where:
     runtime: RuntimeSpec
     gpus: list[str]
     database_url: str
+    parallel_arms: int = 1
 
     @classmethod
     def resolve(
         cls, runtime: RuntimeSpec | None, gpus: list[str] | None, database_url: str | None
     ) -> Where:
-        return cls(host_runtime(runtime), host_gpus(gpus), database_url or Settings().database_url)
+        return cls(
+            host_runtime(runtime),
+            host_gpus(gpus),
+            database_url or Settings().database_url,
+            HostSettings().parallel_arms,
+        )
 
 
 def _with_dataset(selection: Selection, db_url: str) -> Selection:
@@ -535,7 +564,12 @@ def _execute(
             skipped=[(j, why) for j, why in plan.skipped if chosen(j)],
         )
     results = run_plan(
-        plan, spec=where.runtime, db_url=where.database_url, gpus=where.gpus, timeouts=timeouts
+        plan,
+        spec=where.runtime,
+        db_url=where.database_url,
+        gpus=where.gpus,
+        timeouts=timeouts,
+        parallel=where.parallel_arms,
     )
     artifacts.sweep_tables(where.database_url, config.config_hash)
     get_run_logger().info("%s", outcome_line(results))

@@ -32,6 +32,14 @@ class HostSettings(BaseSettings):
         None, description="GPU ids this host offers ('0,1' or a JSON list); default: nvidia-smi's."
     )
 
+    parallel_arms: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Arms one flow measures at once, each on its own free GPUs. Above 1 the "
+        "servers and load generators share the host's CPUs: check the client health flags.",
+    )
+
     @field_validator("gpus", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
