@@ -638,6 +638,7 @@ def deploy_command(
     for name in report.pools_found:
         out.print(f"work pool {name}: exists")
     out.print(f"concurrency limits: {', '.join(report.limits)} (1 slot each)")
+    out.print(f"automations: {', '.join(report.automations)}")
     out.print(f"deployments: {', '.join(report.deployments)}")
 
 

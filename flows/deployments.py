@@ -1,6 +1,7 @@
 """Set a Prefect server up for isobench from ``deploy/prefect.yaml``: the work pools its
-deployments name, one global concurrency limit per GPU of each GPU host, and the deployments
-themselves (through ``prefect deploy``, so the file means what Prefect's docs say it means).
+deployments name, one global concurrency limit per GPU of each GPU host, the automation that
+marks runs of dead workers Crashed, and the deployments themselves (through ``prefect
+deploy``, so the file means what Prefect's docs say it means).
 
 Also the deployments' pull step: every flow run starts in the worker host's ``ISOBENCH_HOME``.
 """
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,12 @@ import httpx
 import yaml
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, get_current_settings
 from prefect.workers.process import ProcessWorker
 
 from isobench.flows.pipeline import ensure_gpu_limits, gpu_limit_name
@@ -39,6 +45,7 @@ class DeployReport:
     pools_found: list[str] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
+    automations: list[str] = field(default_factory=list)
     output: str = ""
 
 
@@ -106,6 +113,56 @@ def ensure_process_pools(names: list[str], report: DeployReport) -> None:
             report.pools_found.append(name)
 
 
+ZOMBIE_AUTOMATION = "isobench: crash flow runs whose heartbeats stopped"
+# Missed heartbeats before a run counts as dead (its host rebooted, its worker was killed).
+MISSED_HEARTBEATS = 3
+
+
+def zombie_automation(heartbeat_s: int) -> AutomationCore:
+    """A self-hosted server has no zombie detection of its own: a flow run whose worker died
+    would stay Running, its GPU arms unfinished, with nobody told. This marks it Crashed
+    (Prefect's own recipe), so it shows as such and can be retried."""
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description=f"No heartbeat for {MISSED_HEARTBEATS} x {heartbeat_s} s: mark the run Crashed",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=MISSED_HEARTBEATS * heartbeat_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"isobench: no heartbeat for {MISSED_HEARTBEATS * heartbeat_s} s; "
+                "the worker or its host died",
+            )
+        ],
+    )
+
+
+def ensure_zombie_automation(report: DeployReport) -> None:
+    heartbeat_s = get_current_settings().flows.heartbeat_frequency
+    if heartbeat_s is None:
+        raise DeployError(
+            "flow run heartbeats are off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): without them a "
+            "dead worker's runs stay Running; set it (e.g. 180) here and on the workers"
+        )
+    with get_client(sync_client=True) as client:
+        if not client.read_automations_by_name(ZOMBIE_AUTOMATION):
+            client.create_automation(zombie_automation(heartbeat_s))
+    report.automations.append(ZOMBIE_AUTOMATION)
+
+
 def run_prefect_deploy(path: Path) -> str:
     """``prefect --no-prompt deploy --all``: every deployment of the file, as Prefect reads it."""
     command = [
@@ -142,6 +199,7 @@ def set_up(path: Path, *, host: str | None, gpus: list[str]) -> DeployReport:
     try:
         ensure_process_pools(pool_names(config), report)
         ensure_gpu_limits(gpus, host=host)
+        ensure_zombie_automation(report)
     except httpx.HTTPError as exc:
         raise DeployError(f"the Prefect server at {url} did not answer: {exc}") from exc
     report.limits = [gpu_limit_name(g, host=host) for g in gpus]

@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from isobench.demo.repo import SERVER_COMMAND, server_diff
 from isobench.demo.run import DEMO_CONFIG, load_demo
+from isobench.flows.deployments import ZOMBIE_AUTOMATION
 from isobench.intake.patches import build_patch
 from isobench.models.domain import Timeouts
 from isobench.runtimes.base import safe_name
@@ -174,6 +175,11 @@ async def _check_setup(expected_schedule: dict) -> None:
             deployment = await client.read_deployment_by_name(name)
             assert deployment.work_pool_name == POOL
             assert deployment.pull_steps == [{"isobench.flows.deployments.enter_home": {}}]
+        [zombies] = await client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        assert zombies.trigger.posture.value == "Proactive"
+        assert zombies.trigger.within.total_seconds() == 3 * 180  # Prefect's default heartbeat
+        assert [a.type for a in zombies.actions] == ["change-flow-run-state"]
+        assert zombies.actions[0].state.value == "CRASHED"
         nightly = await client.read_deployment_by_name("nightly-rerun/nightly-rerun")
         [schedule] = nightly.schedules
         assert schedule.slug == expected_schedule["slug"] and schedule.active
