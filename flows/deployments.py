@@ -30,7 +30,6 @@ from prefect.workers.process import ProcessWorker
 
 from isobench.flows.pipeline import ensure_gpu_limits, gpu_limit_name
 
-DEFAULT_PREFECT_FILE = Path("deploy/prefect.yaml")
 HOME_VARIABLE = "ISOBENCH_HOME"
 DEPLOY_TIMEOUT_S = 600
 
@@ -46,7 +45,6 @@ class DeployReport:
     limits: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
     automations: list[str] = field(default_factory=list)
-    output: str = ""
 
 
 def api_url() -> str:
@@ -163,7 +161,7 @@ def ensure_zombie_automation(report: DeployReport) -> None:
     report.automations.append(ZOMBIE_AUTOMATION)
 
 
-def run_prefect_deploy(path: Path) -> str:
+def run_prefect_deploy(path: Path, url: str) -> None:
     """``prefect --no-prompt deploy --all``: every deployment of the file, as Prefect reads it."""
     command = [
         sys.executable,
@@ -182,12 +180,11 @@ def run_prefect_deploy(path: Path) -> str:
         text=True,
         timeout=DEPLOY_TIMEOUT_S,
         check=False,
-        env={**os.environ, "PREFECT_API_URL": api_url()},
+        env={**os.environ, "PREFECT_API_URL": url},
     )
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise DeployError(f"prefect deploy failed (exit {done.returncode}):\n{output[-4000:]}")
-    return output
 
 
 def set_up(path: Path, *, host: str | None, gpus: list[str]) -> DeployReport:
@@ -203,7 +200,7 @@ def set_up(path: Path, *, host: str | None, gpus: list[str]) -> DeployReport:
     except httpx.HTTPError as exc:
         raise DeployError(f"the Prefect server at {url} did not answer: {exc}") from exc
     report.limits = [gpu_limit_name(g, host=host) for g in gpus]
-    report.output = run_prefect_deploy(path)
+    run_prefect_deploy(path, url)
     report.deployments = deployment_names(config)
     return report
 

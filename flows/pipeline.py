@@ -527,11 +527,12 @@ class Where:
     def resolve(
         cls, runtime: RuntimeSpec | None, gpus: list[str] | None, database_url: str | None
     ) -> Where:
+        host = HostSettings()
         return cls(
-            host_runtime(runtime),
-            host_gpus(gpus),
+            host_runtime(runtime, host),
+            host_gpus(gpus, host),
             database_url or Settings().database_url,
-            HostSettings().parallel_arms,
+            host.parallel_arms,
         )
 
 
@@ -638,10 +639,8 @@ def three_way(
     database_url: str | None = None,
 ) -> list[dict[str, object]]:
     """Measure one task's baseline, human and agent arms (all agents unless named)."""
-    where = Where.resolve(runtime, gpus, database_url)
     selection = Selection(tasks=[task], agents=agents)
-    results = _execute(selection, config, where, timeouts=timeouts, reuse=_all_or_none(force))
-    return [summary(r) for r in results]
+    return sweep.fn(selection, config, force, timeouts, runtime, gpus, database_url)
 
 
 def summary(result: ArmResult) -> dict[str, object]:

@@ -71,16 +71,16 @@ def detect_gpus() -> list[str]:
     return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 
-def host_gpus(given: list[str] | None = None) -> list[str]:
+def host_gpus(given: list[str] | None = None, host: HostSettings | None = None) -> list[str]:
     """The flow's GPUs: as given, else the host's setting, else nvidia-smi's, else GPU 0 (a
     host without NVIDIA GPUs still serialises its servers on one slot)."""
-    return given or HostSettings().gpus or detect_gpus() or ["0"]
+    return given or (host or HostSettings()).gpus or detect_gpus() or ["0"]
 
 
-def host_runtime(given: RuntimeSpec | None = None) -> RuntimeSpec:
+def host_runtime(given: RuntimeSpec | None = None, host: HostSettings | None = None) -> RuntimeSpec:
     if given is not None:
         return given
-    runtime = HostSettings().runtime
+    runtime = (host or HostSettings()).runtime
     if runtime is None:
         raise ValueError(
             "no runtime: pass the flow's 'runtime' parameter or set ISOBENCH_RUNTIME on the "
